@@ -1,0 +1,68 @@
+# dreambooth-operator — `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   ?= .venv
+PYTHON := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+PYTEST := $(VENV)/bin/pytest
+# Pinned installer; its cache makes a fresh clone's install take seconds after the first.
+UV_VERSION := 0.13.9
+INSTALL_STAMP := $(VENV)/.installed
+
+.PHONY: help install demo test test-unit test-integration lint e2e bench crds chart binaries cluster-up cluster-down clean
+
+help: ## List every target with one line each
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+install: $(INSTALL_STAMP) ## Create .venv with both packages (editable), test tools and Prometheus
+$(INSTALL_STAMP): operator/pyproject.toml trainer-image/pyproject.toml requirements-test.txt
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || hack/install-system-packages.sh
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(UV) pip install --python $(PYTHON) -e operator -e trainer-image -r requirements-test.txt
+	@# DeepSpeed's build imports torch, so it goes in after torch, without build isolation.
+	$(UV) pip install --python $(PYTHON) --no-build-isolation 'deepspeed>=0.15'
+	touch $@
+
+binaries: install ## Find or build the pinned control-plane binaries (cached outside the repo)
+	$(PYTHON) -m tests.support binaries
+
+demo: install ## Run the cloody job end to end on the embedded default (not there yet: issue 5)
+	@echo "make demo: the end-to-end cloody run is not implemented yet (tracked in issue 5)."
+	@echo "What works today: 'make test' (CRDs, test control plane, MinIO, Prometheus)."
+	@exit 1
+
+test: binaries ## Run all tests (starts its own control plane, MinIO and Prometheus)
+	$(PYTEST) tests
+
+test-unit: install ## Run the unit tests only (no servers)
+	$(PYTEST) tests/unit
+
+test-integration: binaries ## Run the integration tests (real control plane, MinIO, Prometheus)
+	$(PYTEST) tests/integration
+
+e2e: binaries ## Run the end-to-end tests
+	$(PYTEST) tests/e2e
+
+lint: install ## Lint the Python code with ruff
+	$(VENV)/bin/ruff check operator trainer-image tests bench
+
+bench: install ## Run the CPU benchmarks under bench/ (they print figures)
+	@for script in bench/*_cpu.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done
+
+crds: install ## Regenerate crds/ from the pydantic models (the API's single source of truth)
+	$(PYTHON) -m dreambooth_operator.api.crdgen
+
+chart: binaries ## Lint the Helm chart
+	@test -d charts/dreambooth-operator || { echo "no chart yet (issue 4)"; exit 1; }
+	$$($(PYTHON) -m tests.support binaries | awk '$$1=="helm"{print $$2}') lint charts/dreambooth-operator
+
+cluster-up: binaries ## Start a local control plane + MinIO + Prometheus (state in .cluster/)
+	$(PYTHON) -m tests.support up
+
+cluster-down: install ## Stop what cluster-up started and remove its state
+	$(PYTHON) -m tests.support down
+
+clean: ## Remove the virtualenv and caches (not the binary cache in ~/.cache)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""DreamBooth operator: reconciles DreamBoothJob resources into LoRA adapters."""

@@ -1,0 +1,1 @@
+"""Test infrastructure: the real control plane, MinIO and Prometheus the suite runs against."""

@@ -1,0 +1,244 @@
+"""Pinned binaries of the test control plane, found or built from their Go modules.
+
+Lookup order for each tool: ``KUBEBUILDER_ASSETS`` (envtest's convention), then ``PATH`` —
+either only when the binary reports the pinned version — then the versioned build cache
+(``$DREAMBOOTH_TEST_CACHE`` or ``~/.cache/dreambooth-operator/bin``). Missing tools are built
+with the Go toolchain; only the first run on a machine pays for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.7.0"
+HELM_VERSION = "v3.19.0"
+# MinIO tags releases as RELEASE.<date>, which Go sees only as a pseudo-version.
+MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
+
+# Bump when a recipe changes so stale caches are not reused.
+CACHE_LAYOUT = "v1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Tool:
+    name: str
+    version: str
+    # Substring `<tool> --version`-style output must contain to accept a binary found outside the cache.
+    version_marker: str
+    version_args: tuple[str, ...]
+    # None when the tool cannot be found outside the cache (it has no version flag worth trusting).
+    recipe: str
+
+
+KUBE_TOOLS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+TOOLS: dict[str, Tool] = {
+    **{
+        name: Tool(
+            name,
+            KUBERNETES_VERSION,
+            KUBERNETES_VERSION,
+            ("version", "--client") if name == "kubectl" else ("--version",),
+            "kubernetes",
+        )
+        for name in KUBE_TOOLS
+    },
+    "etcd": Tool("etcd", ETCD_VERSION, ETCD_VERSION.lstrip("v"), ("--version",), "etcd"),
+    "kwok": Tool("kwok", KWOK_VERSION, KWOK_VERSION, ("--version",), "go-install"),
+    "helm": Tool("helm", HELM_VERSION, HELM_VERSION, ("version", "--short"), "go-install"),
+    "minio": Tool("minio", MINIO_VERSION, "", (), "go-install"),
+}
+
+GO_INSTALL_PACKAGES = {
+    "kwok": f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
+    "helm": f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}",
+    "minio": f"github.com/minio/minio@{MINIO_VERSION}",
+}
+
+
+def cache_root() -> Path:
+    root = os.environ.get("DREAMBOOTH_TEST_CACHE") or Path.home() / ".cache" / "dreambooth-operator"
+    return Path(root) / "bin" / CACHE_LAYOUT
+
+
+def _log(message: str) -> None:
+    print(f"[test-binaries] {message}", file=sys.stderr, flush=True)
+
+
+def _cached_path(tool: Tool) -> Path:
+    return cache_root() / f"{tool.name}-{tool.version}" / tool.name
+
+
+def _reports_version(path: Path, tool: Tool) -> bool:
+    if not tool.version_marker:
+        return False
+    try:
+        out = subprocess.run(
+            [str(path), *tool.version_args], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return tool.version_marker in out.stdout + out.stderr
+
+
+def find(name: str) -> Path | None:
+    """The pinned binary if it already exists somewhere we trust, else None."""
+    tool = TOOLS[name]
+    cached = _cached_path(tool)
+    if cached.is_file():
+        return cached
+    candidates = []
+    if assets := os.environ.get("KUBEBUILDER_ASSETS"):
+        candidates.append(Path(assets) / name)
+    if on_path := shutil.which(name):
+        candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.is_file() and _reports_version(candidate, tool):
+            return candidate
+    return None
+
+
+def ensure(names: tuple[str, ...] | list[str] | None = None) -> dict[str, Path]:
+    """Paths of the named tools (all by default), building the missing ones."""
+    names = list(names or TOOLS)
+    found = {name: find(name) for name in names}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        _log(f"building {', '.join(missing)} into {cache_root()} (first run on this machine only)")
+    kube_missing = [n for n in missing if TOOLS[n].recipe == "kubernetes"]
+    if kube_missing:
+        _build_kubernetes(kube_missing)
+    for name in missing:
+        recipe = TOOLS[name].recipe
+        if recipe == "etcd":
+            _build_etcd()
+        elif recipe == "go-install":
+            _go_install(name)
+    result = {name: find(name) for name in names}
+    unresolved = [n for n, p in result.items() if p is None]
+    if unresolved:
+        raise RuntimeError(f"could not build {unresolved}; see the output above")
+    return result  # type: ignore[return-value]
+
+
+def _go_env(workdir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CGO_ENABLED", "0")
+    env["GOFLAGS"] = "-mod=mod -buildvcs=false"
+    env.pop("GOWORK", None)
+    env["GOWORK"] = "off"
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> None:
+    started = time.monotonic()
+    _log(f"$ {' '.join(cmd)}")
+    subprocess.run(cmd, cwd=cwd, env=env, check=True)
+    _log(f"  done in {time.monotonic() - started:.0f}s")
+
+
+def _install_binary(built: Path, tool: Tool) -> None:
+    target = _cached_path(tool)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".partial")
+    shutil.copy2(built, tmp)
+    tmp.chmod(0o755)
+    tmp.rename(target)  # atomic: a half-built binary is never mistaken for a cached one
+
+
+def _module_gomod(module_at_version: str, workdir: Path) -> str:
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", module_at_version],
+        cwd=workdir, env=_go_env(workdir), capture_output=True, text=True, check=True,
+    )
+    return Path(json.loads(out.stdout)["GoMod"]).read_text()
+
+
+def _staging_replacements(kubernetes_gomod: str) -> list[str]:
+    """Every `k8s.io/x => ./staging/...` of k8s.io/kubernetes, pointed at its release instead."""
+    staging_version = "v0" + KUBERNETES_VERSION[2:]  # v1.36.3 -> v0.36.3
+    lines = []
+    for line in kubernetes_gomod.splitlines():
+        if "=> ./staging/" in line:
+            module = line.split("=>")[0].strip()
+            lines.append(f"\t{module} => {module} {staging_version}")
+    return lines
+
+
+def _build_kubernetes(names: list[str]) -> None:
+    workdir = cache_root() / "src" / f"kubernetes-{KUBERNETES_VERSION}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = _go_env(workdir)
+    (workdir / "go.mod").write_text("module dreambooth.dev/test/kubernetes\n\ngo 1.26.0\n")
+    gomod = _module_gomod(f"k8s.io/kubernetes@{KUBERNETES_VERSION}", workdir)
+    replaces = "\n".join(_staging_replacements(gomod))
+    (workdir / "go.mod").write_text(
+        "module dreambooth.dev/test/kubernetes\n\ngo 1.26.0\n\n"
+        f"require k8s.io/kubernetes {KUBERNETES_VERSION}\n\nreplace (\n{replaces}\n)\n"
+    )
+    imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{name}"' for name in KUBE_TOOLS)
+    (workdir / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
+    _run(["go", "mod", "tidy"], workdir, env)
+    for index, name in enumerate(names, 1):
+        _log(f"kubernetes {KUBERNETES_VERSION}: building {name} ({index}/{len(names)})")
+        out = workdir / "out" / name
+        ldflags = (
+            f"-s -w -X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}"
+            f" -X k8s.io/client-go/pkg/version.gitVersion={KUBERNETES_VERSION}"
+            " -X k8s.io/component-base/version.gitTreeState=clean"
+        )
+        _run(["go", "build", "-ldflags", ldflags, "-o", str(out), f"k8s.io/kubernetes/cmd/{name}"],
+             workdir, env)
+        _install_binary(out, TOOLS[name])
+
+
+def _build_etcd() -> None:
+    # etcd's root module carries replace directives, so `go install` refuses it; a wrapper
+    # module requires the server module and calls its main.
+    workdir = cache_root() / "src" / f"etcd-{ETCD_VERSION}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = _go_env(workdir)
+    (workdir / "go.mod").write_text(
+        f"module dreambooth.dev/test/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n"
+    )
+    (workdir / "main.go").write_text(
+        'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
+        "func main() { etcdmain.Main(os.Args) }\n"
+    )
+    _run(["go", "mod", "tidy"], workdir, env)
+    _log(f"etcd {ETCD_VERSION}: building")
+    out = workdir / "out" / "etcd"
+    _run(["go", "build", "-ldflags", "-s -w", "-o", str(out), "."], workdir, env)
+    _install_binary(out, TOOLS["etcd"])
+
+
+def _go_install(name: str) -> None:
+    tool = TOOLS[name]
+    gobin = cache_root() / "src" / f"{name}-{tool.version}" / "gobin"
+    gobin.mkdir(parents=True, exist_ok=True)
+    env = _go_env(gobin)
+    env["GOBIN"] = str(gobin)
+    env["GOFLAGS"] = "-buildvcs=false"
+    _log(f"{name} {tool.version}: go install")
+    _run(["go", "install", "-ldflags", "-s -w", GO_INSTALL_PACKAGES[name]], gobin, env)
+    _install_binary(gobin / name, tool)
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = (argv if argv is not None else sys.argv[1:]) or list(TOOLS)
+    for name, path in ensure(names).items():
+        print(f"{name}\t{path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
