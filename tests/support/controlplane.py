@@ -187,8 +187,6 @@ class ControlPlane:
             "--kubeconfig", str(self.kubeconfig),
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
-            # Pods a test drives itself carry this annotation and are left alone by kwok.
-            "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
             "--node-ip", "127.0.0.1",
             "--node-port", str(free_port()),
             "--server-address", f"127.0.0.1:{free_port()}",
