@@ -47,6 +47,7 @@ e2e: binaries ## Run the end-to-end tests
 
 lint: install ## Lint the Python code with ruff
 	$(VENV)/bin/ruff check operator trainer-image tests bench
+	$(PYTHON) -m dreambooth_operator.api.crdgen --check
 
 bench: install ## Run the CPU benchmarks under bench/ (they print figures)
 	@for script in bench/*_cpu.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done

@@ -1,0 +1,51 @@
+"""The operator's own settings: one model, read from ``DREAMBOOTH_*`` environment variables.
+
+The Helm chart renders these from its values; nothing else parses the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DREAMBOOTH_", frozen=True)
+
+    trainer_image: str = Field(
+        "ghcr.io/dreambooth-operator/trainer:0.1.0", description="Image the prior/train/publish pods run."
+    )
+    trainer_image_pull_policy: str = "IfNotPresent"
+    trainer_service_account: str = Field("", description="ServiceAccount of trainer pods; empty: default.")
+    trainer_metrics_port: int = Field(9400, ge=1, le=65535)
+    rendezvous_port: int = Field(29500, ge=1, le=65535)
+
+    storage_endpoint: str = Field("", description="host:port of the S3 endpoint (MinIO or any S3).")
+    storage_secure: bool = True
+    storage_bucket: str = Field("dreambooth", description="Bucket used when a job names none.")
+    storage_secret_name: str = Field(
+        "dreambooth-storage",
+        description="Secret (in the job's namespace) with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+        "used when a job names none.",
+    )
+    storage_prefix_template: str = Field(
+        "{namespace}", description="Prefix when a job names none; {namespace} is the tenant."
+    )
+
+    # A comma-separated list in the environment, not JSON.
+    watch_namespaces: Annotated[tuple[str, ...], NoDecode] = Field((), description="Namespaces to watch; empty: cluster-wide.")
+    max_concurrent_reconciles: int = Field(20, ge=1)
+    reconcile_interval_seconds: float = Field(10.0, gt=0, description="Timer that re-observes active jobs.")
+    metrics_port: int = Field(8080, ge=0, le=65535, description="Operator /metrics; 0 disables.")
+
+    @field_validator("watch_namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def storage_prefix(self, namespace: str) -> str:
+        return self.storage_prefix_template.format(namespace=namespace)
