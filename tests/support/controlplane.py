@@ -23,6 +23,7 @@ from .processes import Process, free_port, http_ok
 SERVICE_CIDR = "10.96.0.0/16"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_RESOURCE = "nvidia.com/gpu"
+KWOK_STAGES = Path(__file__).with_name("kwok-stages.yaml")
 
 
 def gpu_node(name: str, gpus: int = 8) -> dict:
@@ -185,6 +186,7 @@ class ControlPlane:
         self._spawn("kwok", [
             str(self.bin["kwok"]),
             "--kubeconfig", str(self.kubeconfig),
+            "--config", str(KWOK_STAGES),
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
             "--node-ip", "127.0.0.1",
