@@ -39,6 +39,7 @@ class OperatorSettings(BaseSettings):
     max_concurrent_reconciles: int = Field(20, ge=1)
     reconcile_interval_seconds: float = Field(10.0, gt=0, description="Timer that re-observes active jobs.")
     metrics_port: int = Field(8080, ge=0, le=65535, description="Operator /metrics; 0 disables.")
+    health_port: int = Field(8081, ge=1, le=65535, description="Operator liveness probe /healthz.")
 
     @field_validator("watch_namespaces", mode="before")
     @classmethod

@@ -162,6 +162,9 @@ class TrainingStatus(ApiModel):
     images_per_second: float | None = field("Training throughput over all GPUs.", None, ge=0)
     eta_seconds: int | None = field("Estimated seconds until training ends.", None, ge=0)
     last_checkpoint: str | None = field("URI of the last saved checkpoint.", None, max_length=1024)
+    restarts: int = field(
+        "Times training was restarted from the last checkpoint after a worker failed.", 0, ge=0
+    )
 
 
 class DreamBoothJobStatus(ApiModel):

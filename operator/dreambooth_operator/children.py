@@ -1,0 +1,224 @@
+"""Desired child objects of a DreamBoothJob (pure): the prior, training and publish Jobs,
+the rendezvous Service and the ModelArtifact.
+
+Builders take the parsed spec and return plain dicts; the I/O layer adopts and creates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .api import DreamBoothJobSpec
+from .naming import (
+    JOB_NAME_LABEL, KUEUE_QUEUE_LABEL, PRIORS, PUBLISH, TRAIN, ATTEMPT_LABEL, COMPONENT_LABEL,
+    StorageLayout, labels, priors_job_name, publish_job_name, rendezvous_service_name,
+    train_job_name,
+)
+from .settings import OperatorSettings
+from .trainer_config import render_trainer_config, to_env_value
+
+COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+TRAINER_MODULE = "dreambooth_trainer"
+STORAGE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Everything the builders need besides the spec."""
+
+    name: str
+    namespace: str
+    uid: str
+    spec: DreamBoothJobSpec
+    settings: OperatorSettings
+    layout: StorageLayout
+    storage_secret: str
+
+    @classmethod
+    def create(cls, name: str, namespace: str, uid: str, spec: DreamBoothJobSpec,
+               settings: OperatorSettings) -> JobContext:
+        storage = spec.storage.to_k8s() if spec.storage else None
+        secret = (spec.storage.secret_ref.name if spec.storage and spec.storage.secret_ref else None)
+        return cls(name, namespace, uid, spec, settings,
+                   StorageLayout.for_job(settings, namespace, uid, storage),
+                   secret or settings.storage_secret_name)
+
+
+def _env(ctx: JobContext) -> list[dict]:
+    config = render_trainer_config(ctx.spec, name=ctx.name, uid=ctx.uid, layout=ctx.layout,
+                                   metrics_port=ctx.settings.trainer_metrics_port)
+    env = [
+        {"name": "DREAMBOOTH_JOB_CONFIG", "value": to_env_value(config)},
+        {"name": "S3_ENDPOINT", "value": ctx.settings.storage_endpoint},
+        {"name": "S3_SECURE", "value": str(ctx.settings.storage_secure).lower()},
+        # Credentials only ever travel as Secret references.
+        *({"name": key, "valueFrom": {"secretKeyRef": {"name": ctx.storage_secret, "key": key}}}
+          for key in STORAGE_KEYS),
+        {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}},
+        {"name": "HF_HOME", "value": "/tmp/hf"},
+    ]
+    if ctx.spec.base_model.secret_ref:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": ctx.spec.base_model.secret_ref.name, "key": "HF_TOKEN"}}})
+    return env
+
+
+def _resources(ctx: JobContext, gpus: int) -> dict:
+    spec = ctx.spec.resources
+    gpu = {spec.gpu_resource_name: str(gpus)}
+    requests = {**{k: v for k, v in (spec.requests or {}).items()}, **gpu}
+    limits = {**{k: v for k, v in (spec.limits or {}).items()}, **gpu}
+    return {"requests": requests, "limits": limits}
+
+
+def _pod_template(ctx: JobContext, component: str, args: list[str], gpus: int,
+                  extra_env: list[dict] = (), extra_labels: dict | None = None) -> dict:
+    resources = ctx.spec.resources
+    pod_spec: dict = {
+        "restartPolicy": "Never",
+        "containers": [{
+            "name": "trainer",
+            "image": ctx.settings.trainer_image,
+            "imagePullPolicy": ctx.settings.trainer_image_pull_policy,
+            "args": args,
+            "env": _env(ctx) + list(extra_env),
+            "resources": _resources(ctx, gpus),
+            "ports": [{"name": "metrics", "containerPort": ctx.settings.trainer_metrics_port}],
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+            "securityContext": {
+                "runAsNonRoot": True,
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            },
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "shm", "mountPath": "/dev/shm"}],
+        }],
+        # NCCL and DataLoader workers use shared memory; the container default of 64 MiB is too small.
+        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory"}}],
+    }
+    if ctx.settings.trainer_service_account:
+        pod_spec["serviceAccountName"] = ctx.settings.trainer_service_account
+    if resources.node_selector:
+        pod_spec["nodeSelector"] = dict(resources.node_selector)
+    if resources.tolerations:
+        pod_spec["tolerations"] = [t.to_k8s() for t in resources.tolerations]
+    if resources.priority_class_name:
+        pod_spec["priorityClassName"] = resources.priority_class_name
+    pod_labels = {**labels(ctx.name, component), **(extra_labels or {})}
+    return {"metadata": {"labels": pod_labels}, "spec": pod_spec}
+
+
+def _job(ctx: JobContext, name: str, component: str, template: dict, spec: dict,
+         extra_labels: dict | None = None) -> dict:
+    job_labels = {**labels(ctx.name, component), **(extra_labels or {})}
+    job_spec = {"template": template, **spec}
+    if ctx.spec.queue_name:
+        # Kueue admits the Job by unsuspending it.
+        job_labels[KUEUE_QUEUE_LABEL] = ctx.spec.queue_name
+        job_spec["suspend"] = True
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": ctx.namespace, "labels": job_labels},
+        "spec": job_spec,
+    }
+
+
+def build_prior_job(ctx: JobContext) -> dict:
+    """An Indexed Job: pod i of N generates the class images i, i+N, …"""
+    shards = ctx.spec.prior.shards
+    template = _pod_template(ctx, PRIORS, ["prior"], gpus=1)
+    return _job(ctx, priors_job_name(ctx.name), PRIORS, template, {
+        "completionMode": "Indexed",
+        "completions": shards,
+        "parallelism": shards,
+        # A shard retried alone skips the images it already stored.
+        "backoffLimitPerIndex": ctx.spec.backoff_limit,
+    })
+
+
+def build_rendezvous_service(ctx: JobContext) -> dict:
+    """Headless Service giving worker pods stable DNS names for the rendezvous."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": rendezvous_service_name(ctx.name), "namespace": ctx.namespace,
+                     "labels": labels(ctx.name, TRAIN)},
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,  # workers meet before any of them is ready
+            "selector": {JOB_NAME_LABEL: ctx.name, COMPONENT_LABEL: TRAIN},
+            "ports": [{"name": "rendezvous", "port": ctx.settings.rendezvous_port}],
+        },
+    }
+
+
+def build_training_job(ctx: JobContext, attempt: int) -> dict:
+    """W worker pods × G processes under torchrun; worker 0 hosts the rendezvous."""
+    dist = ctx.spec.distributed
+    name = train_job_name(ctx.name, attempt)
+    service = rendezvous_service_name(ctx.name)
+    master = f"{name}-0.{service}.{ctx.namespace}.svc"
+    torchrun_env = [  # torchrun reads its arguments from PET_* variables
+        {"name": "PET_NNODES", "value": str(dist.workers)},
+        {"name": "PET_NPROC_PER_NODE", "value": str(dist.gpus_per_worker)},
+        {"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}},
+        {"name": "PET_MASTER_ADDR", "value": master},
+        {"name": "PET_MASTER_PORT", "value": str(ctx.settings.rendezvous_port)},
+        {"name": "MASTER_ADDR", "value": master},
+        {"name": "MASTER_PORT", "value": str(ctx.settings.rendezvous_port)},
+        {"name": "WORLD_SIZE", "value": str(dist.workers * dist.gpus_per_worker)},
+    ]
+    attempt_label = {ATTEMPT_LABEL: str(attempt)}
+    template = _pod_template(ctx, TRAIN, [], gpus=dist.gpus_per_worker, extra_env=torchrun_env,
+                             extra_labels=attempt_label)
+    container = template["spec"]["containers"][0]
+    container["command"] = ["torchrun"]
+    container["args"] = ["-m", TRAINER_MODULE, "train"]
+    container["ports"].append({"name": "rendezvous", "containerPort": ctx.settings.rendezvous_port})
+    template["spec"]["subdomain"] = service
+    return _job(ctx, name, TRAIN, template, {
+        "completionMode": "Indexed",
+        "completions": dist.workers,
+        "parallelism": dist.workers,
+        # One failed worker fails the attempt; the operator starts the next one, which resumes
+        # every worker from the last checkpoint (a DDP group cannot continue short a member).
+        "backoffLimit": 0,
+    }, extra_labels=attempt_label)
+
+
+def build_publish_job(ctx: JobContext) -> dict:
+    template = _pod_template(ctx, PUBLISH, ["publish"], gpus=1)
+    return _job(ctx, publish_job_name(ctx.name), PUBLISH, template, {
+        "completions": 1,
+        "parallelism": 1,
+        "backoffLimit": ctx.spec.backoff_limit,
+    })
+
+
+def build_model_artifact(ctx: JobContext, result: dict, artifact: str) -> dict:
+    """The ModelArtifact recording a published adapter; deliberately not owned by the job."""
+    spec = ctx.spec
+    artifact_spec = {
+        "format": "diffusers-lora-safetensors",
+        "uri": result["adapterUri"],
+        "sha256": result["sha256"],
+        "sizeBytes": int(result["sizeBytes"]),
+        "baseModel": {k: v for k, v in {"uri": spec.base_model.uri,
+                                        "revision": result.get("baseModelRevision") or spec.base_model.revision}.items()
+                      if v},
+        "prompts": {"instance": spec.instance.prompt,
+                    **({"class": spec.prior.class_prompt} if spec.prior and spec.prior.enabled else {})},
+        "hyperparameters": result.get("hyperparameters") or {},
+        "sourceJob": {"name": ctx.name, "uid": ctx.uid},
+        "sampleImages": list(result.get("sampleImages") or [])[:32],
+        "metrics": {k: float(v) for k, v in (result.get("metrics") or {}).items()},
+    }
+    if result.get("metadataUri"):
+        artifact_spec["metadataUri"] = result["metadataUri"]
+    return {
+        "apiVersion": "dreambooth.dev/v1alpha1",
+        "kind": "ModelArtifact",
+        "metadata": {"name": artifact, "namespace": ctx.namespace,
+                     "labels": {**labels(ctx.name, PUBLISH)}},
+        "spec": artifact_spec,
+    }

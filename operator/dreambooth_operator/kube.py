@@ -1,0 +1,101 @@
+"""Kubernetes API I/O of the operator: read children, create/delete them, patch status."""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from .api import GROUP, VERSION
+from .naming import JOB_NAME_LABEL
+
+log = logging.getLogger(__name__)
+
+
+class Kube:
+    def __init__(self, client: kubernetes.client.ApiClient):
+        self.client = client
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.batch = kubernetes.client.BatchV1Api(client)
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.scheduling = kubernetes.client.SchedulingV1Api(client)
+
+    def _plain(self, obj) -> dict:
+        return self.client.sanitize_for_serialization(obj)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def child_jobs(self, namespace: str, job_name: str) -> list[dict]:
+        items = self.batch.list_namespaced_job(namespace, label_selector=f"{JOB_NAME_LABEL}={job_name}").items
+        return [self._plain(i) for i in items]
+
+    def child_services(self, namespace: str, job_name: str) -> list[dict]:
+        items = self.core.list_namespaced_service(namespace, label_selector=f"{JOB_NAME_LABEL}={job_name}").items
+        return [self._plain(i) for i in items]
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    def priority_class_exists(self, name: str) -> bool:
+        try:
+            self.scheduling.read_priority_class(name)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    def artifact(self, namespace: str, name: str) -> dict | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "modelartifacts", name)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def create(self, obj: dict) -> None:
+        """Create if absent: a conflict means an earlier pass (or operator) already made it."""
+        namespace, kind = obj["metadata"]["namespace"], obj["kind"]
+        try:
+            if kind == "Job":
+                self.batch.create_namespaced_job(namespace, obj)
+            elif kind == "Service":
+                self.core.create_namespaced_service(namespace, obj)
+            elif kind == "ModelArtifact":
+                self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelartifacts", obj)
+            else:
+                raise ValueError(f"cannot create {kind}")
+        except ApiException as err:
+            if err.status != 409:
+                raise
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        # Background propagation: the Job's pods go with it through the garbage collector.
+        options = kubernetes.client.V1DeleteOptions(propagation_policy="Background")
+        try:
+            if kind == "Job":
+                self.batch.delete_namespaced_job(name, namespace, body=options)
+            elif kind == "Service":
+                self.core.delete_namespaced_service(name, namespace, body=options)
+            elif kind == "DreamBoothJob":
+                self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "dreamboothjobs", name,
+                                                            body=options)
+            else:
+                raise ValueError(f"cannot delete {kind}")
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+    def patch_status(self, namespace: str, name: str, status: dict) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "dreamboothjobs", name, {"status": status})

@@ -1,0 +1,49 @@
+"""The operator's own Prometheus metrics (``dreambooth_operator_`` prefix, base units)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+
+JOBS = Gauge("dreambooth_operator_jobs", "DreamBoothJobs by phase.", ["namespace", "phase"])
+PHASE_DURATION = Histogram(
+    "dreambooth_operator_phase_duration_seconds", "Time a job spent in a phase before leaving it.",
+    ["phase"], buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400),
+)
+RECONCILE_ERRORS = Counter("dreambooth_operator_reconcile_errors_total", "Reconcile passes that raised.",
+                           ["namespace"])
+RECONCILES = Counter("dreambooth_operator_reconciles_total", "Reconcile passes.", ["namespace"])
+CHILDREN_CREATED = Counter("dreambooth_operator_children_created_total", "Child objects created.",
+                           ["namespace", "kind"])
+
+
+class PhaseTracker:
+    """Keeps the phase of every known job to export counts and phase durations."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def observe(self, namespace: str, name: str, phase: str | None) -> None:
+        if phase is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            previous = self._jobs.get((namespace, name))
+            if previous and previous[0] == phase:
+                return
+            if previous:
+                PHASE_DURATION.labels(previous[0]).observe(now - previous[1])
+                JOBS.labels(namespace, previous[0]).dec()
+            JOBS.labels(namespace, phase).inc()
+            self._jobs[(namespace, name)] = (phase, now)
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            if previous := self._jobs.pop((namespace, name), None):
+                JOBS.labels(namespace, previous[0]).dec()
+
+
+PHASES = PhaseTracker()

@@ -1,0 +1,122 @@
+"""The reconcile path: parse, observe, plan (pure), act — once per pass, for one job at a time."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from collections import defaultdict
+
+import kopf
+import kubernetes
+
+from . import metrics
+from .api import DreamBoothJobSpec
+from .children import JobContext
+from .kube import Kube
+from .naming import JOB_NAME_LABEL
+from .observe import observe
+from .reconcile import plan
+from .settings import OperatorSettings
+
+log = logging.getLogger("dreambooth_operator")
+SETTINGS = OperatorSettings()
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+_kube: Kube | None = None
+# Jobs waiting on their inputs (a Secret, a bucket) are re-checked no sooner than this.
+_not_before: dict[tuple[str, str], datetime.datetime] = {}
+
+
+def reconcile_interval() -> float:
+    return SETTINGS.reconcile_interval_seconds
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    # The CRD schema is structural: kopf keeps its bookkeeping in annotations, not status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="dreambooth.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="dreambooth.dev")
+    settings.posting.level = logging.WARNING  # only warnings become Events from log lines
+    settings.execution.max_workers = SETTINGS.max_concurrent_reconciles
+    settings.watching.server_timeout = 300
+    settings.networking.error_backoffs = [1, 5, 15, 60]
+
+
+def kube() -> Kube:
+    global _kube
+    if _kube is None:
+        try:
+            kubernetes.config.load_incluster_config()
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config()
+        _kube = Kube(kubernetes.client.ApiClient())
+    return _kube
+
+
+def reconcile(body: kopf.Body | dict, patch: kopf.Patch | None = None, *, timer: bool = False) -> None:
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if timer and now < _not_before.get((namespace, name), now):
+        return  # backing off: a job waiting for its inputs is not re-checked every tick
+    with _locks[(namespace, name)]:
+        metrics.RECONCILES.labels(namespace).inc()
+        try:
+            _reconcile(body)
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels(namespace).inc()
+            raise
+
+
+def _reconcile(body) -> None:
+    meta = body["metadata"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    status = dict(body.get("status") or {})
+    spec = DreamBoothJobSpec.model_validate(dict(body["spec"]))
+    ctx = JobContext.create(name, namespace, uid, spec, SETTINGS)
+    api = kube()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    decision = plan(ctx, status, meta.get("generation"), observe(api, ctx, status, now))
+    for kind, child in decision.delete:
+        api.delete(kind, namespace, child)
+    for obj in decision.create:
+        if obj["kind"] != "ModelArtifact":  # an artifact outlives its job: not owned
+            kopf.adopt(obj, owner=dict(body))
+        api.create(obj)
+        metrics.CHILDREN_CREATED.labels(namespace, obj["kind"]).inc()
+    clean = {k: v for k, v in decision.status.items() if v is not None}
+    if clean != {k: v for k, v in status.items() if v is not None}:
+        api.patch_status(namespace, name, clean)
+    for event in decision.events:
+        kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
+    metrics.PHASES.observe(namespace, name, clean.get("phase"))
+    if decision.delete_job:
+        log.info("TTL after finish expired: deleting %s/%s (its ModelArtifact stays)", namespace, name)
+        api.delete("DreamBoothJob", namespace, name)
+        return
+    if decision.requeue_after is not None:
+        _not_before[(namespace, name)] = now + datetime.timedelta(seconds=decision.requeue_after)
+    else:
+        _not_before.pop((namespace, name), None)
+
+
+def reconcile_owner(child: kopf.Body) -> None:
+    """A child Job changed: reconcile the DreamBoothJob that owns it, now."""
+    owner = next((r for r in child["metadata"].get("ownerReferences") or []
+                  if r.get("kind") == "DreamBoothJob"), None)
+    name = child["metadata"].get("labels", {}).get(JOB_NAME_LABEL)
+    if owner is None or name is None:
+        return
+    namespace = child["metadata"]["namespace"]
+    try:
+        body = kube().custom.get_namespaced_custom_object("dreambooth.dev", "v1alpha1", namespace,
+                                                          "dreamboothjobs", name)
+    except kubernetes.client.exceptions.ApiException as err:
+        if err.status == 404:
+            return
+        raise
+    if body["metadata"]["uid"] == owner["uid"] and not body["metadata"].get("deletionTimestamp"):
+        reconcile(body)
+
+
+def forget(body) -> None:
+    _not_before.pop((body["metadata"]["namespace"], body["metadata"]["name"]), None)
+    metrics.PHASES.forget(body["metadata"]["namespace"], body["metadata"]["name"])

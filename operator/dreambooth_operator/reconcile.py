@@ -1,0 +1,240 @@
+"""The reconcile decision (pure): from the job and what was observed, the status it should
+have and the steps that get it there.
+
+Level-based: every pass starts from observations (children, storage) and the job's own
+status, never from the edge that triggered it, so any pass — after a restart, an event or
+a timer — reaches the same decision.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from . import children, conditions as cond
+from .children import JobContext
+from .naming import artifact_name, train_job_name
+from .observed import Observation
+
+PENDING, PRIORS, TRAINING, PUBLISHING = "Pending", "GeneratingPriors", "Training", "Publishing"
+SUCCEEDED, FAILED, SUSPENDED = "Succeeded", "Failed", "Suspended"
+TERMINAL = (SUCCEEDED, FAILED)
+WAIT_FOR_INPUT_SECONDS = 30.0  # re-check a spec that waits for a Secret or bucket
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    status: dict
+    create: list[dict] = field(default_factory=list)
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    events: list[Event] = field(default_factory=list)
+    delete_job: bool = False
+    requeue_after: float | None = None
+
+
+def _timestamp(now: datetime.datetime) -> str:
+    return now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(ts: str) -> datetime.datetime:
+    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+
+
+class _Pass:
+    """One reconcile pass: accumulates the status and steps, then yields a Plan."""
+
+    def __init__(self, ctx: JobContext, status: dict, generation: int | None, obs: Observation):
+        self.ctx, self.obs, self.generation = ctx, obs, generation
+        self.old = status or {}
+        self.status = {k: v for k, v in self.old.items()}
+        self.status["observedGeneration"] = generation
+        self.now = _timestamp(obs.now)
+        self.plan = Plan(status=self.status)
+
+    def condition(self, type_: str, ok: bool, reason: str, message: str) -> None:
+        before = cond.find(self.status.get("conditions"), type_)
+        self.status["conditions"] = cond.set_condition(
+            self.status.get("conditions"), type_, ok, reason, message, self.now, self.generation)
+        flipped = before is None or before["status"] != ("True" if ok else "False")
+        if flipped and not ok and type_ in (cond.VALIDATED, cond.FAILED):
+            self.plan.events.append(Event("Warning", reason, message))
+
+    def phase(self, phase: str, message: str) -> None:
+        if self.old.get("phase") != phase:
+            kind = "Warning" if phase == FAILED else "Normal"
+            self.plan.events.append(Event(kind, phase, message))
+        self.status["phase"] = phase
+
+    def fail(self, reason: str, message: str) -> Plan:
+        self.condition(cond.FAILED, True, reason, message)
+        self.status.setdefault("completionTime", self.now)
+        self.phase(FAILED, message)
+        self.delete_active()
+        return self.plan
+
+    def delete_active(self) -> None:
+        for job in (self.obs.priors_job, self.obs.train_job, self.obs.publish_job):
+            if job and job.finished is None:
+                self.plan.delete.append(("Job", job.name))
+
+    def ensure(self, exists: bool, obj: dict) -> None:
+        if not exists:
+            self.plan.create.append(obj)
+
+
+def plan(ctx: JobContext, status: dict | None, generation: int | None, obs: Observation) -> Plan:
+    p = _Pass(ctx, status or {}, generation, obs)
+    spec = ctx.spec
+    if p.status.get("phase") in TERMINAL:
+        return _finished(p)
+    p.plan.delete.extend(obs.stale_children)
+
+    if obs.problems:
+        first = obs.problems[0]
+        p.condition(cond.VALIDATED, False, first.reason, "; ".join(x.message for x in obs.problems))
+        p.phase(p.status.get("phase") or PENDING, first.message)
+        p.plan.requeue_after = WAIT_FOR_INPUT_SECONDS
+        return p.plan
+    p.condition(cond.VALIDATED, True, "InputsReady", "secrets, bucket and instance data are usable")
+    p.status.setdefault("startTime", p.now)
+
+    deadline = spec.active_deadline_seconds
+    if deadline and (obs.now - _parse(p.status["startTime"])).total_seconds() > deadline:
+        return p.fail("DeadlineExceeded", f"the job ran longer than activeDeadlineSeconds={deadline}")
+
+    if spec.suspend:
+        p.delete_active()
+        p.condition(cond.SUSPENDED, True, "Suspended", "spec.suspend is true; progress is kept")
+        p.phase(SUSPENDED, "job suspended; its pods are stopped, checkpoints kept")
+        return p.plan
+    if cond.find(p.status.get("conditions"), cond.SUSPENDED):
+        p.condition(cond.SUSPENDED, False, "Resumed", "spec.suspend is false")
+
+    _progress(p)
+    if not _priors(p):
+        return p.plan
+    if not _training(p):
+        return p.plan
+    return _publishing(p)
+
+
+def _progress(p: _Pass) -> None:
+    spec, obs = p.ctx.spec, p.obs
+    if spec.prior and spec.prior.enabled:
+        p.status["priors"] = {"ready": min(obs.priors_ready, spec.prior.num_images), "total": spec.prior.num_images}
+    training = dict(p.status.get("training") or {})
+    training["maxSteps"] = spec.training.max_steps
+    training.setdefault("step", 0)
+    training.setdefault("restarts", 0)
+    if obs.progress:
+        progress = obs.progress
+        training["step"] = min(int(progress.get("step", 0)), spec.training.max_steps)
+        for key in ("loss", "imagesPerSecond", "lastCheckpoint"):
+            if progress.get(key) is not None:
+                training[key] = progress[key]
+        rate = progress.get("stepsPerSecond")
+        if rate:
+            training["etaSeconds"] = int((spec.training.max_steps - training["step"]) / rate)
+    if cond.is_true(p.status.get("conditions"), cond.TRAINED):
+        training["step"], training["etaSeconds"] = spec.training.max_steps, 0
+    p.status["training"] = training
+    p.status["progress"] = f"{training['step']}/{training['maxSteps']}"
+
+
+def _priors(p: _Pass) -> bool:
+    """True when the class images are all in storage (or not wanted)."""
+    spec, obs = p.ctx.spec, p.obs
+    if not (spec.prior and spec.prior.enabled):
+        return True
+    total = spec.prior.num_images
+    if obs.priors_ready >= total:
+        p.condition(cond.PRIORS_READY, True, "PriorsGenerated", f"{total} class images in storage")
+        return True
+    job = obs.priors_job
+    if job and job.finished == "Failed":
+        p.fail("PriorGenerationFailed", f"prior generation failed: {job.message}")
+        return False
+    if job and job.finished == "Complete":
+        p.fail("PriorsIncomplete", f"prior Job succeeded but only {obs.priors_ready}/{total} images are stored")
+        return False
+    p.ensure(job is not None, children.build_prior_job(p.ctx))
+    p.condition(cond.PRIORS_READY, False, "Generating", f"{obs.priors_ready}/{total} class images")
+    p.phase(PRIORS, f"generating {total} class images over {spec.prior.shards} pods")
+    return False
+
+
+def _training(p: _Pass) -> bool:
+    """True once training finished; drives attempts and restarts until then."""
+    if cond.is_true(p.status.get("conditions"), cond.TRAINED):
+        return True
+    spec, obs = p.ctx.spec, p.obs
+    training = p.status["training"]
+    attempt = training["restarts"]
+    job = obs.train_job
+    if job and job.finished == "Complete":
+        training["step"], training["etaSeconds"] = spec.training.max_steps, 0
+        p.status["progress"] = f"{spec.training.max_steps}/{spec.training.max_steps}"
+        p.condition(cond.TRAINED, True, "TrainingComplete", f"trained {spec.training.max_steps} steps")
+        p.plan.delete.append(("Service", children.rendezvous_service_name(p.ctx.name)))
+        return True
+    if job and job.finished == "Failed":
+        if attempt >= spec.backoff_limit:
+            p.fail("TrainingFailed", f"training failed {attempt + 1} times (backoffLimit "
+                   f"{spec.backoff_limit}); last: {job.message}")
+            return False
+        training["restarts"] = attempt + 1
+        p.plan.delete.append(("Job", job.name))
+        p.plan.events.append(Event("Warning", "TrainingRestarted",
+                                   f"a training worker failed ({job.message}); restarting from the last "
+                                   f"checkpoint, attempt {attempt + 2} of {spec.backoff_limit + 1}"))
+        p.plan.create.append(children.build_training_job(p.ctx, attempt + 1))
+    else:
+        p.ensure(job is not None, children.build_training_job(p.ctx, attempt))
+    p.ensure(obs.service_exists, children.build_rendezvous_service(p.ctx))
+    p.condition(cond.TRAINED, False, "Training", f"step {training['step']}/{spec.training.max_steps}")
+    p.phase(TRAINING, f"training on {spec.distributed.workers}×{spec.distributed.gpus_per_worker} GPUs")
+    return False
+
+
+def _publishing(p: _Pass) -> Plan:
+    spec, obs = p.ctx.spec, p.obs
+    name = artifact_name(p.ctx.name, spec.output.artifact_name if spec.output else None)
+    if obs.result is None:
+        job = obs.publish_job
+        if job and job.finished == "Failed":
+            return p.fail("PublishFailed", f"publishing failed: {job.message}")
+        if job and job.finished == "Complete":
+            return p.fail("PublishResultMissing", "publish Job succeeded but wrote no result")
+        p.ensure(job is not None, children.build_publish_job(p.ctx))
+        p.phase(PUBLISHING, f"publishing the adapter as ModelArtifact {name}")
+        return p.plan
+    p.ensure(obs.artifact_exists, children.build_model_artifact(p.ctx, obs.result, name))
+    p.status["artifact"] = name
+    p.condition(cond.PUBLISHED, True, "ArtifactPublished", f"ModelArtifact {name} at {obs.result['adapterUri']}")
+    p.condition(cond.COMPLETE, True, "Succeeded", f"adapter published as ModelArtifact {name}")
+    p.status.setdefault("completionTime", p.now)
+    p.phase(SUCCEEDED, f"adapter published as ModelArtifact {name}")
+    return p.plan
+
+
+def _finished(p: _Pass) -> Plan:
+    """A finished job only waits for its TTL."""
+    ttl = p.ctx.spec.ttl_seconds_after_finished
+    done = p.status.get("completionTime")
+    if ttl is not None and done:
+        remaining = ttl - (p.obs.now - _parse(done)).total_seconds()
+        if remaining <= 0:
+            p.plan.delete_job = True
+        else:
+            p.plan.requeue_after = remaining
+    return p.plan
+
+
+__all__ = ["Event", "Plan", "plan", "train_job_name"]

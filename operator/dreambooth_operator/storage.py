@@ -1,0 +1,110 @@
+"""Object-storage I/O of the operator: check a job's inputs and read what the trainer wrote.
+
+The operator uses the tenant's own credentials (the Secret in the job's namespace), so it
+sees exactly what the job's pods will see. Credentials stay in memory; they are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import urllib3
+from minio import Minio
+from minio.error import S3Error
+
+from .observed import Problem
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+# Fail fast on an unreachable endpoint: the reconcile pass must not hang on storage.
+_HTTP = urllib3.PoolManager(timeout=urllib3.Timeout(connect=3, read=10),
+                            retries=urllib3.Retry(total=1, backoff_factor=0.2))
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str
+    secret_key: str = ""
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"Credentials(access_key={self.access_key!r}, secret_key=***)"
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class Storage:
+    def __init__(self, endpoint: str, secure: bool, credentials: Credentials):
+        self.client = Minio(endpoint, access_key=credentials.access_key,
+                            secret_key=credentials.secret_key, secure=secure, http_client=_HTTP)
+
+    def check_bucket(self, bucket: str) -> Problem | None:
+        try:
+            if not self.client.bucket_exists(bucket):
+                return Problem("BucketNotFound", f"bucket {bucket!r} does not exist at the storage endpoint")
+        except S3Error as err:
+            return _s3_problem(err, f"bucket {bucket!r}")
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            return Problem("StorageUnreachable", f"storage endpoint unreachable: {type(err).__name__}")
+        return None
+
+    def check_images(self, uri: str, what: str) -> Problem | None:
+        """At least one image under an s3:// prefix."""
+        bucket, prefix = split_s3(uri)
+        try:
+            names = [o.object_name for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)]
+        except S3Error as err:
+            if err.code == "NoSuchBucket":
+                return Problem("InstanceDataNotFound", f"{what} {uri}: bucket {bucket!r} does not exist")
+            return _s3_problem(err, f"{what} {uri}")
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            return Problem("StorageUnreachable", f"storage endpoint unreachable: {type(err).__name__}")
+        if not names:
+            return Problem("InstanceDataNotFound", f"{what} {uri} holds no objects")
+        if not any(n.lower().endswith(IMAGE_SUFFIXES) for n in names):
+            return Problem("InstanceDataNotFound",
+                           f"{what} {uri} holds {len(names)} objects but no images ({', '.join(IMAGE_SUFFIXES)})")
+        return None
+
+    def check_model(self, uri: str) -> Problem | None:
+        """An s3:// base model is a diffusers directory: it has model_index.json."""
+        bucket, prefix = split_s3(uri)
+        key = f"{prefix.rstrip('/')}/model_index.json".lstrip("/")
+        try:
+            self.client.stat_object(bucket, key)
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+                return Problem("BaseModelNotFound", f"baseModel {uri} has no model_index.json (not a diffusers model)")
+            return _s3_problem(err, f"baseModel {uri}")
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            return Problem("StorageUnreachable", f"storage endpoint unreachable: {type(err).__name__}")
+        return None
+
+    def count(self, bucket: str, prefix: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> int:
+        return sum(1 for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)
+                   if o.object_name.lower().endswith(suffixes))
+
+    def read_json(self, bucket: str, key: str) -> dict | None:
+        try:
+            response = self.client.get_object(bucket, key)
+        except S3Error as err:
+            if err.code in ("NoSuchKey", "NoSuchBucket"):
+                return None
+            raise
+        try:
+            return json.loads(response.read())
+        except ValueError:
+            return None  # a half-written or foreign file: treat as not there yet
+        finally:
+            response.close()
+            response.release_conn()
+
+
+def _s3_problem(err: S3Error, what: str) -> Problem:
+    if err.code in _DENIED:
+        return Problem("StorageAccessDenied", f"{what}: the storage Secret's credentials were refused ({err.code})")
+    return Problem("StorageError", f"{what}: {err.code}")
