@@ -52,12 +52,14 @@ lint: install ## Lint the Python code with ruff
 bench: install ## Run the CPU benchmarks under bench/ (they print figures)
 	@for script in bench/*_cpu.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done
 
-crds: install ## Regenerate crds/ from the pydantic models (the API's single source of truth)
+crds: install ## Regenerate crds/ from the pydantic models and copy them into the chart
 	$(PYTHON) -m dreambooth_operator.api.crdgen
+	rm -f charts/dreambooth-operator/crds/*.yaml
+	cp crds/*.yaml charts/dreambooth-operator/crds/
 
-chart: binaries ## Lint the Helm chart
-	@test -d charts/dreambooth-operator || { echo "no chart yet (issue 4)"; exit 1; }
-	$$($(PYTHON) -m tests.support binaries | awk '$$1=="helm"{print $$2}') lint charts/dreambooth-operator
+chart: binaries ## Lint the Helm chart and run its tests
+	$$($(PYTHON) -m tests.support binaries helm | awk '$$1=="helm"{print $$2}') lint --strict charts/dreambooth-operator
+	$(PYTEST) tests/chart
 
 cluster-up: binaries ## Start a local control plane + MinIO + Prometheus (state in .cluster/)
 	$(PYTHON) -m tests.support up

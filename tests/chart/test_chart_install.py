@@ -1,0 +1,196 @@
+"""`helm install` into the test apiserver, then ask the apiserver what the operator may do.
+
+The operator image cannot run here, so nothing waits for the pod: these tests check what the
+chart creates and what its ServiceAccount is allowed, as the real RBAC authorizer decides it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.chart.helmchart import CHART
+
+CRD_NAMES = ("dreamboothjobs.dreambooth.dev", "modelartifacts.dreambooth.dev")
+
+
+@dataclasses.dataclass
+class Release:
+    name: str
+    namespace: str
+    fullname: str
+    notes: str
+    kubeconfig: Path  # authenticates as the chart's ServiceAccount
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def can_i(cluster, verb: str, resource: str, namespace: str | None = None, *, kubeconfig: Path | None = None,
+          subresource: str | None = None, as_user: str | None = None) -> bool:
+    args = ["auth", "can-i", verb, resource]
+    args += ["-n", namespace] if namespace else ["--all-namespaces"]
+    args += [f"--subresource={subresource}"] if subresource else []
+    args += ["--as", as_user] if as_user else []
+    result = cluster.kubectl(*args, kubeconfig=kubeconfig, check=False)
+    assert result.stdout.strip() in ("yes", "no"), result.stderr
+    return result.stdout.strip() == "yes"
+
+
+def eventually_can(cluster, *args, timeout: float = 30, **kwargs) -> bool:
+    """RBAC reaches the authorizer through informers: a new binding takes a moment to count."""
+    deadline = time.monotonic() + timeout
+    while not can_i(cluster, *args, **kwargs):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
+@pytest.fixture(scope="module")
+def tenants(cluster):
+    names = [unique("tenant"), unique("tenant")]
+    for name in names:
+        cluster.kubectl("create", "namespace", name)
+    yield names
+    for name in names:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def install(chart_helm, cluster):
+    """Installs releases of the chart, each in a namespace of its own; uninstalls them after."""
+    installed: list[Release] = []
+
+    def _install(*set_args: str) -> Release:
+        name, namespace = unique("dbo"), unique("dbo-system")
+        cluster.kubectl("create", "namespace", namespace)
+        result = chart_helm.run("install", name, str(CHART), "-n", namespace, *set_args,
+                                kubeconfig=cluster.kubeconfig, timeout=180)
+        fullname = f"{name}-dreambooth-operator"
+        release = Release(name, namespace, fullname, result.stdout,
+                          cluster.service_account_kubeconfig(namespace, fullname))
+        installed.append(release)
+        return release
+
+    yield _install
+    for release in installed:
+        chart_helm.run("uninstall", release.name, "-n", release.namespace, kubeconfig=cluster.kubeconfig,
+                       check=False)
+        cluster.kubectl("delete", "namespace", release.namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster_wide(install, cluster, tenants) -> Release:
+    release = install()
+    assert eventually_can(cluster, "create", "jobs.batch", tenants[0], kubeconfig=release.kubeconfig)
+    return release
+
+
+@pytest.fixture(scope="module")
+def namespaced(install, cluster, tenants) -> Release:
+    release = install("--set", f"watchNamespaces={{{tenants[0]}}}", "--set", "rbac.clusterWide=false",
+                      "--set", "rbac.aggregateToDefaultRoles=false")
+    assert eventually_can(cluster, "create", "jobs.batch", tenants[0], kubeconfig=release.kubeconfig)
+    return release
+
+
+def get(cluster, kind: str, name: str, namespace: str | None = None) -> dict:
+    args = ["get", kind, name, "-o", "json", *(["-n", namespace] if namespace else [])]
+    return json.loads(cluster.kubectl(*args).stdout)
+
+
+def test_install_creates_crds_service_account_rbac_and_deployment(cluster, cluster_wide):
+    for crd in CRD_NAMES:
+        cluster.kubectl("wait", "--for", "condition=established", "--timeout=30s", f"crd/{crd}")
+    assert get(cluster, "serviceaccount", cluster_wide.fullname, cluster_wide.namespace)
+    binding = get(cluster, "clusterrolebinding", cluster_wide.fullname)
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": cluster_wide.fullname, "namespace": cluster_wide.namespace}
+    ]
+    assert get(cluster, "clusterrole", cluster_wide.fullname)["rules"]
+    deployment = get(cluster, "deployment", cluster_wide.fullname, cluster_wide.namespace)
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == cluster_wide.fullname
+    service = get(cluster, "service", f"{cluster_wide.fullname}-metrics", cluster_wide.namespace)
+    assert service["spec"]["ports"][0]["name"] == "http-metrics"
+
+
+def test_notes_give_the_next_commands(cluster_wide, repo_root):
+    for command in ("apply -f examples/cloody-job.yaml", "get dreamboothjobs -w", "get modelartifacts",
+                    "create secret generic dreambooth-storage"):
+        assert command in cluster_wide.notes
+    assert (repo_root / "examples" / "cloody-job.yaml").is_file()
+
+
+def test_second_release_tolerates_existing_crds(install, cluster):
+    """CRDs are cluster-scoped: a second install (another team's, an upgrade test) skips them."""
+    release = install("--set", "rbac.aggregateToDefaultRoles=false")
+    assert get(cluster, "deployment", release.fullname, release.namespace)
+
+
+# (verb, resource, subresource, allowed) in a tenant namespace, for the operator's ServiceAccount.
+TENANT_ACCESS = [
+    ("create", "jobs.batch", None, True),
+    ("delete", "jobs.batch", None, True),
+    ("watch", "jobs.batch", None, True),
+    ("patch", "dreamboothjobs.dreambooth.dev", "status", True),
+    ("create", "modelartifacts.dreambooth.dev", None, True),
+    ("create", "services", None, True),
+    ("get", "secrets", None, True),
+    ("create", "events", None, True),
+    ("create", "events.events.k8s.io", None, True),
+    ("delete", "secrets", None, False),
+    ("list", "secrets", None, False),
+    ("create", "secrets", None, False),
+    ("create", "pods", "exec", False),
+    ("create", "pods", None, False),
+    ("create", "dreamboothjobs.dreambooth.dev", None, False),
+    ("create", "deployments.apps", None, False),
+    ("create", "rolebindings.rbac.authorization.k8s.io", None, False),
+]
+
+
+@pytest.mark.parametrize("verb, resource, subresource, allowed", TENANT_ACCESS,
+                         ids=[f"{v}-{r}{'/' + s if s else ''}" for v, r, s, _ in TENANT_ACCESS])
+def test_operator_service_account_access_in_a_tenant_namespace(cluster, cluster_wide, tenants,
+                                                              verb, resource, subresource, allowed):
+    assert can_i(cluster, verb, resource, tenants[1], kubeconfig=cluster_wide.kubeconfig,
+                 subresource=subresource) is allowed
+
+
+def test_namespaced_release_is_confined_to_its_watched_namespaces(cluster, namespaced, tenants):
+    watched, other = tenants
+    kc = namespaced.kubeconfig
+    assert can_i(cluster, "patch", "dreamboothjobs.dreambooth.dev", watched, kubeconfig=kc,
+                 subresource="status")
+    assert not can_i(cluster, "create", "jobs.batch", other, kubeconfig=kc)
+    assert not can_i(cluster, "get", "secrets", other, kubeconfig=kc)
+    assert not can_i(cluster, "list", "jobs.batch", kubeconfig=kc)  # across all namespaces
+    # What kopf still reads cluster-wide.
+    assert can_i(cluster, "watch", "namespaces", kubeconfig=kc)
+    assert can_i(cluster, "list", "customresourcedefinitions.apiextensions.k8s.io", kubeconfig=kc)
+    selector = f"app.kubernetes.io/instance={namespaced.name}"
+    roles = json.loads(cluster.kubectl("get", "roles", "-A", "-l", selector, "-o", "json").stdout)["items"]
+    assert [r["metadata"]["namespace"] for r in roles] == [watched]
+
+
+def test_tenant_roles_aggregate_into_edit_and_view(cluster, cluster_wide, tenants):
+    tenant = tenants[1]
+    for user, role in (("alice", "edit"), ("bob", "view")):
+        cluster.kubectl("create", "rolebinding", f"{user}-{role}", f"--clusterrole={role}", f"--user={user}",
+                        "-n", tenant)
+    # The aggregation controller (kube-controller-manager) copies the rules into edit and view.
+    assert eventually_can(cluster, "create", "dreamboothjobs.dreambooth.dev", tenant, as_user="alice")
+    assert eventually_can(cluster, "list", "modelartifacts.dreambooth.dev", tenant, as_user="bob")
+    assert can_i(cluster, "list", "modelartifacts.dreambooth.dev", tenant, as_user="alice")
+    assert not can_i(cluster, "create", "modelartifacts.dreambooth.dev", tenant, as_user="alice")
+    assert not can_i(cluster, "patch", "dreamboothjobs.dreambooth.dev", tenant, as_user="alice",
+                     subresource="status")
+    assert not can_i(cluster, "create", "dreamboothjobs.dreambooth.dev", tenant, as_user="bob")

@@ -1,0 +1,25 @@
+"""Play the container of pods on kwok nodes: the test decides how each one ends."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+
+def running_pods(cluster, namespace: str, selector: str) -> list[dict]:
+    out = cluster.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json")
+    return [p for p in json.loads(out.stdout)["items"]
+            if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+
+
+def finish_pod(cluster, namespace: str, pod: dict, exit_code: int = 0, message: str = "") -> None:
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    statuses = [{
+        "name": c["name"], "image": c["image"], "ready": False, "restartCount": 0,
+        "state": {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                                 "message": message, "startedAt": now, "finishedAt": now}},
+    } for c in pod["spec"]["containers"]]
+    patch = {"status": {"phase": "Succeeded" if exit_code == 0 else "Failed", "containerStatuses": statuses,
+                        "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": now}]}}
+    cluster.kubectl("patch", "pod", pod["metadata"]["name"], "-n", namespace, "--subresource=status",
+                    "--type=merge", "-p", json.dumps(patch))
