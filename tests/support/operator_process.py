@@ -20,10 +20,10 @@ class OperatorProcess:
         self.starts += 1
         env = {
             "KUBECONFIG": str(self.kubeconfig),
+            **self.settings,
+            # Several operators may run on this machine: ports are the only settings overridden.
             "DREAMBOOTH_METRICS_PORT": str(self.metrics_port),
             "DREAMBOOTH_HEALTH_PORT": str(self.health_port),
-            "DREAMBOOTH_RECONCILE_INTERVAL_SECONDS": "1",
-            **self.settings,
         }
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = Process(f"operator-{self.starts}", [sys.executable, "-m", "dreambooth_operator"],

@@ -44,21 +44,26 @@ def storage(minio, repo_root):
 
 
 @pytest.fixture(scope="session")
-def operator_kubeconfig(cluster, dreambooth_crds):
-    """The chart's ServiceAccount and RBAC, installed with helm; the operator authenticates as it."""
-    from tests.support.chart import install_operator_rbac
+def installed_operator(cluster, dreambooth_crds, minio):
+    """The chart installed with helm, configured for the suite's MinIO like a platform team would."""
+    from tests.support.chart import install_operator
 
-    return install_operator_rbac(cluster)
+    return install_operator(cluster, {
+        "trainer.image.repository": TRAINER_IMAGE.split(":")[0],
+        "trainer.image.tag": TRAINER_IMAGE.split(":")[1],
+        "storage.endpoint": minio.endpoint,
+        "storage.secure": "false",
+        "storage.bucket": BUCKET,
+        "storage.existingSecret": STORAGE_SECRET,
+    })
 
 
 @pytest.fixture(scope="session")
-def operator(session_dir, operator_kubeconfig, minio, storage):
-    process = OperatorProcess(session_dir / "operator", operator_kubeconfig, {
-        "DREAMBOOTH_TRAINER_IMAGE": TRAINER_IMAGE,
-        "DREAMBOOTH_STORAGE_ENDPOINT": minio.endpoint,
-        "DREAMBOOTH_STORAGE_SECURE": "false",
-        "DREAMBOOTH_STORAGE_BUCKET": BUCKET,
-        "DREAMBOOTH_STORAGE_SECRET_NAME": STORAGE_SECRET,
+def operator(session_dir, installed_operator, storage):
+    """The operator process with the chart's ServiceAccount and the chart's settings."""
+    process = OperatorProcess(session_dir / "operator", installed_operator.kubeconfig, {
+        **installed_operator.env,
+        "DREAMBOOTH_RECONCILE_INTERVAL_SECONDS": "1",  # the tests wait on the timer; keep them quick
     }).start()
     yield process
     process.stop()
