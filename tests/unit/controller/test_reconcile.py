@@ -1,0 +1,133 @@
+"""The reconcile decision, table-driven: observations in, status and steps out."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from dreambooth_operator.reconcile import plan
+
+from .wrappers import NOW, MakeJob, Observe
+
+STARTED = {"startTime": "2026-11-26T11:00:00Z", "conditions": [
+    {"type": "Validated", "status": "True", "reason": "InputsReady", "message": "",
+     "lastTransitionTime": "2026-11-26T11:00:00Z"}]}
+TRAINED = {**STARTED, "conditions": STARTED["conditions"] + [
+    {"type": "Trained", "status": "True", "reason": "TrainingComplete", "message": "",
+     "lastTransitionTime": "2026-11-26T11:30:00Z"}]}
+
+
+def kinds(objs: list[dict]) -> list[str]:
+    return [o["metadata"]["name"] for o in objs]
+
+
+def conditions(status: dict) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions", [])}
+
+
+CASES = [
+    # (id, job, status, observation, phase, created, deleted, condition that must hold)
+    ("new job generates priors", MakeJob(), {}, Observe(), "GeneratingPriors",
+     ["cloody-priors"], [], ("PriorsReady", ("False", "Generating"))),
+    ("prior job running: nothing new", MakeJob(), STARTED, Observe().priors_job().priors_ready(3),
+     "GeneratingPriors", [], [], ("PriorsReady", ("False", "Generating"))),
+    ("all priors stored: skip to training", MakeJob(), {}, Observe().priors_ready(8), "Training",
+     ["cloody-train-0", "cloody-train"], [], ("PriorsReady", ("True", "PriorsGenerated"))),
+    ("no prior preservation: straight to training", MakeJob().no_prior(), {}, Observe(), "Training",
+     ["cloody-train-0", "cloody-train"], [], ("Trained", ("False", "Training"))),
+    ("prior job failed", MakeJob(), STARTED, Observe().priors_job("Failed", "BackoffLimitExceeded"), "Failed",
+     [], [], ("Failed", ("True", "PriorGenerationFailed"))),
+    ("prior job done but images missing", MakeJob(), STARTED, Observe().priors_job("Complete").priors_ready(5),
+     "Failed", [], [], ("Failed", ("True", "PriorsIncomplete"))),
+    ("training done: publish", MakeJob().no_prior(), STARTED, Observe().train_job(0, "Complete"), "Publishing",
+     ["cloody-publish"], [("Service", "cloody-train")], ("Trained", ("True", "TrainingComplete"))),
+    ("training failed within backoff: next attempt", MakeJob().no_prior(), STARTED,
+     Observe().train_job(0, "Failed", "pod failed"), "Training", ["cloody-train-1"], [("Job", "cloody-train-0")],
+     ("Trained", ("False", "Training"))),
+    ("training failed past backoff", MakeJob().no_prior().set("backoffLimit", 0), STARTED,
+     Observe().train_job(0, "Failed", "pod failed"), "Failed", [], [], ("Failed", ("True", "TrainingFailed"))),
+    ("published result: artifact and success", MakeJob().no_prior(), TRAINED, Observe().publish_job("Complete")
+     .result(), "Succeeded", ["cloody-lora"], [], ("Complete", ("True", "Succeeded"))),
+    ("publish failed", MakeJob().no_prior(), TRAINED, Observe().publish_job("Failed", "x"), "Failed", [], [],
+     ("Failed", ("True", "PublishFailed"))),
+    ("publish done without result", MakeJob().no_prior(), TRAINED, Observe().publish_job("Complete"), "Failed",
+     [], [], ("Failed", ("True", "PublishResultMissing"))),
+    ("missing secret: wait, create nothing", MakeJob(), {}, Observe().problem("SecretNotFound"), "Pending", [], [],
+     ("Validated", ("False", "SecretNotFound"))),
+    ("suspended: stop running children", MakeJob().no_prior().set("suspend", True), STARTED,
+     Observe().train_job(0), "Suspended", [], [("Job", "cloody-train-0")], ("Suspended", ("True", "Suspended"))),
+    ("deadline passed", MakeJob().set("activeDeadlineSeconds", 60), STARTED, Observe().priors_job(), "Failed",
+     [], [("Job", "cloody-priors")], ("Failed", ("True", "DeadlineExceeded"))),
+]
+
+
+@pytest.mark.parametrize("job,status,observe,phase,created,deleted,condition",
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_plan(job, status, observe, phase, created, deleted, condition):
+    decision = plan(job.ctx(), status, 1, observe.obj())
+    assert decision.status["phase"] == phase
+    assert kinds(decision.create) == created
+    assert decision.delete == deleted
+    assert conditions(decision.status)[condition[0]] == condition[1]
+    assert decision.status["observedGeneration"] == 1
+
+
+def test_training_restart_counts_attempts_and_warns():
+    decision = plan(MakeJob().no_prior().ctx(), STARTED, 1, Observe().train_job(0, "Failed", "OOM").obj())
+    assert decision.status["training"]["restarts"] == 1
+    (event,) = [e for e in decision.events if e.reason == "TrainingRestarted"]
+    assert event.type == "Warning" and "OOM" in event.message and "attempt 2 of 4" in event.message
+
+
+def test_progress_and_eta_come_from_the_trainer():
+    decision = plan(MakeJob().no_prior().ctx(), STARTED, 1,
+                    Observe().train_job(0).progress(step=4, loss=0.5, stepsPerSecond=2.0,
+                                                    imagesPerSecond=8.0).obj())
+    training = decision.status["training"]
+    assert (training["step"], training["loss"], training["etaSeconds"]) == (4, 0.5, 3)
+    assert decision.status["progress"] == "4/10"
+
+
+def test_same_observation_twice_changes_nothing():
+    job, obs = MakeJob(), Observe().priors_job().priors_ready(2).obj()
+    first = plan(job.ctx(), {}, 1, obs)
+    later = Observe(NOW + datetime.timedelta(minutes=5)).priors_job().priors_ready(2).obj()
+    second = plan(job.ctx(), first.status, 1, later)
+    assert second.status == first.status  # lastTransitionTime does not move: no patch
+    assert second.create == [] and second.events == []
+
+
+def test_events_only_on_phase_change():
+    job = MakeJob()
+    first = plan(job.ctx(), {}, 1, Observe().obj())
+    assert [e.reason for e in first.events] == ["GeneratingPriors"]
+    assert plan(job.ctx(), first.status, 1, Observe().priors_job().obj()).events == []
+
+
+def test_problem_warns_once_and_requeues():
+    job = MakeJob()
+    first = plan(job.ctx(), {}, 1, Observe().problem("BucketNotFound", "bucket x").obj())
+    assert [(e.type, e.reason) for e in first.events] == [("Warning", "BucketNotFound"), ("Normal", "Pending")]
+    assert first.requeue_after == 30
+    again = plan(job.ctx(), first.status, 1, Observe().problem("BucketNotFound", "bucket x").obj())
+    assert again.events == []
+
+
+def test_finished_job_waits_for_ttl_then_asks_to_be_deleted():
+    job = MakeJob().set("ttlSecondsAfterFinished", 600)
+    done = {"phase": "Succeeded", "completionTime": "2026-11-26T11:55:00Z"}
+    waiting = plan(job.ctx(), done, 1, Observe().obj())
+    assert not waiting.delete_job and waiting.requeue_after == 300
+    expired = plan(job.ctx(), done, 1, Observe(NOW + datetime.timedelta(minutes=6)).obj())
+    assert expired.delete_job
+
+
+def test_artifact_is_not_owned_and_records_lineage():
+    decision = plan(MakeJob().ctx(), {**TRAINED, "conditions": TRAINED["conditions"]}, 1,
+                    Observe().priors_ready(8).publish_job("Complete").result(metrics={"loss": 0.1}).obj())
+    (artifact,) = decision.create
+    assert "ownerReferences" not in artifact["metadata"]
+    assert artifact["spec"]["sourceJob"] == {"name": "cloody", "uid": "uid-1"}
+    assert artifact["spec"]["prompts"] == {"instance": "a photo of sks cat", "class": "a photo of a cat"}
+    assert artifact["spec"]["metrics"] == {"loss": 0.1}

@@ -1,0 +1,82 @@
+"""Fluent builders of test inputs (jobset's MakeJobSet(...).Suspend(true).Obj() style)."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+
+from dreambooth_operator.api import DreamBoothJobSpec
+from dreambooth_operator.children import JobContext
+from dreambooth_operator.observed import ChildJob, Observation, Problem
+from dreambooth_operator.settings import OperatorSettings
+
+NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.timezone.utc)
+SETTINGS = OperatorSettings(storage_endpoint="minio:9000", trainer_image="trainer:1")
+
+BASE_SPEC = {
+    "baseModel": {"uri": "hf://org/sd15"},
+    "instance": {"prompt": "a photo of sks cat", "dataUri": "s3://data/cloody/"},
+    "prior": {"enabled": True, "classPrompt": "a photo of a cat", "numImages": 8, "shards": 2},
+    "training": {"maxSteps": 10, "checkpointEverySteps": 5},
+    "distributed": {"workers": 2, "gpusPerWorker": 1},
+}
+
+
+class MakeJob:
+    def __init__(self, name: str = "cloody", namespace: str = "team-a", uid: str = "uid-1"):
+        self.name, self.namespace, self.uid = name, namespace, uid
+        self.spec = copy.deepcopy(BASE_SPEC)
+        self.settings = SETTINGS
+
+    def set(self, path: str, value) -> MakeJob:
+        target = self.spec
+        *parents, last = path.split(".")
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[last] = value
+        return self
+
+    def no_prior(self) -> MakeJob:
+        self.spec["prior"] = {"enabled": False}
+        return self
+
+    def ctx(self) -> JobContext:
+        return JobContext.create(self.name, self.namespace, self.uid,
+                                 DreamBoothJobSpec.model_validate(self.spec), self.settings)
+
+
+class Observe:
+    def __init__(self, now: datetime.datetime = NOW):
+        self.values: dict = {"now": now}
+
+    def priors_ready(self, n: int) -> Observe:
+        self.values["priors_ready"] = n
+        return self
+
+    def priors_job(self, finished: str | None = None, message: str = "") -> Observe:
+        self.values["priors_job"] = ChildJob("cloody-priors", finished, message)
+        return self
+
+    def train_job(self, attempt: int = 0, finished: str | None = None, message: str = "") -> Observe:
+        self.values["train_job"] = ChildJob(f"cloody-train-{attempt}", finished, message)
+        self.values["service_exists"] = True
+        return self
+
+    def publish_job(self, finished: str | None = None, message: str = "") -> Observe:
+        self.values["publish_job"] = ChildJob("cloody-publish", finished, message)
+        return self
+
+    def problem(self, reason: str, message: str = "msg") -> Observe:
+        self.values["problems"] = (*self.values.get("problems", ()), Problem(reason, message))
+        return self
+
+    def progress(self, **progress) -> Observe:
+        self.values["progress"] = progress
+        return self
+
+    def result(self, **extra) -> Observe:
+        self.values["result"] = {"adapterUri": "s3://b/a/x.safetensors", "sha256": "c" * 64, "sizeBytes": 9, **extra}
+        return self
+
+    def obj(self) -> Observation:
+        return Observation(**self.values)
