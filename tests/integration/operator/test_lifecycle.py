@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 from .conftest import TRAINER_IMAGE, small_job, wait_for
 from .play import (
@@ -33,7 +34,8 @@ def events(cluster, namespace: str, name: str) -> list[str]:
     return [e["reason"] for e in items]
 
 
-def test_job_goes_through_every_phase_to_a_model_artifact(cluster, operator, tenant, storage, minio, repo_root):
+def test_job_goes_through_every_phase_to_a_model_artifact(cluster, operator, tenant, storage, minio, repo_root,
+                                                         prometheus):
     ns = tenant
     job = apply(cluster, ns, small_job(repo_root, "cloody"))
 
@@ -107,3 +109,12 @@ def test_job_goes_through_every_phase_to_a_model_artifact(cluster, operator, ten
         assert phase in reasons
     table = cluster.kubectl("get", "dbj", "cloody", "-n", ns).stdout
     assert "Succeeded" in table and "10/10" in table and "cloody-lora" in table
+
+    # The operator's metrics reach Prometheus and pass promtool.
+    prometheus.add_target(f"127.0.0.1:{operator.metrics_port}", component="operator")
+    prometheus.wait_for(f'dreambooth_operator_jobs{{namespace="{ns}",phase="Succeeded"}} == 1')
+    created = prometheus.wait_for(f'dreambooth_operator_children_created_total{{namespace="{ns}",kind="Job"}}')
+    assert float(created[0]["value"][1]) == 3  # priors, train-0, publish
+    prometheus.wait_for('dreambooth_operator_phase_duration_seconds_count{phase="Training"} >= 1')
+    check = subprocess.run(["promtool", "check", "metrics"], input=operator.metrics(), capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

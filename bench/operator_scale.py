@@ -1,0 +1,119 @@
+"""Operator at scale: N DreamBoothJobs over 20 namespaces on kwok GPU nodes.
+
+Prints, for each N: apply → prior-Job-created latency (p50, p99), the time until every job
+has its prior Job, and the operator's resident memory. Starts its own control plane, MinIO
+and operator (with the chart's RBAC and settings); nothing is asserted.
+
+    .venv/bin/python bench/operator_scale.py [--jobs 100 500] [--namespaces 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import kubernetes
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support.chart import install_operator  # noqa: E402
+from tests.support.controlplane import ControlPlane  # noqa: E402
+from tests.support.minio_server import MinioServer  # noqa: E402
+from tests.support.operator_process import OperatorProcess  # noqa: E402
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def job_body(name: str) -> dict:
+    job = yaml.safe_load((REPO / "examples/cloody-job.yaml").read_text())
+    job["metadata"] = {"name": name}
+    job["spec"]["output"] = {"artifactName": f"{name}-lora"}
+    return job
+
+
+def run(plane, custom, batch, namespaces: list[str], count: int, round_: int) -> dict:
+    applied: dict[tuple[str, str], float] = {}
+    seen: dict[tuple[str, str], float] = {}
+    started = time.monotonic()
+    for i in range(count):
+        namespace, name = namespaces[i % len(namespaces)], f"r{round_}-job-{i}"
+        custom.create_namespaced_custom_object("dreambooth.dev", "v1alpha1", namespace, "dreamboothjobs",
+                                               job_body(name))
+        applied[(namespace, name)] = time.monotonic()
+        _poll(batch, round_, seen)
+    while len(seen) < count and time.monotonic() - started < 1800:
+        _poll(batch, round_, seen)
+        time.sleep(0.2)
+    latencies = [seen[k] - applied[k] for k in seen]
+    return {"all": max(seen.values()) - started if seen else float("nan"), "latencies": latencies,
+            "missing": count - len(seen)}
+
+
+def _poll(batch, round_: int, seen: dict) -> None:
+    now = time.monotonic()
+    for job in batch.list_job_for_all_namespaces(label_selector="dreambooth.dev/component=priors").items:
+        owner = job.metadata.labels["dreambooth.dev/job-name"]
+        if owner.startswith(f"r{round_}-"):
+            seen.setdefault((job.metadata.namespace, owner), now)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--namespaces", type=int, default=20)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="dreambooth-bench-"))
+    plane = ControlPlane(workdir / "kube", gpu_nodes=20).start()
+    minio = MinioServer(workdir / "minio").start()
+    operator = None
+    try:
+        client = plane.api_client()
+        custom, batch = kubernetes.client.CustomObjectsApi(client), kubernetes.client.BatchV1Api(client)
+        plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        plane.kubectl("wait", "--for=condition=established", "crd", "--all")
+        minio.client().make_bucket("dreambooth")
+        data = (REPO / "examples/data/cloody-cat/cloody-01.jpg").read_bytes()
+        import io
+        minio.client().put_object("dreambooth", "datasets/cloody-cat/cloody-01.jpg", io.BytesIO(data), len(data))
+        installed = install_operator(plane, {"storage.endpoint": minio.endpoint, "storage.secure": "false"})
+        namespaces = [f"tenant-{i:02d}" for i in range(args.namespaces)]
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dreambooth-storage"},
+                  "stringData": {"AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": minio.secret_key}}
+        for namespace in namespaces:
+            plane.kubectl("create", "namespace", namespace)
+            plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(secret))
+        operator = OperatorProcess(workdir / "operator", installed.kubeconfig, installed.env).start()
+        print(f"{'jobs':>6} {'p50 s':>8} {'p99 s':>8} {'all s':>8} {'missing':>8} {'RSS MiB':>8}")
+        for round_, count in enumerate(args.jobs):
+            result = run(plane, custom, batch, namespaces, count, round_)
+            lat = result["latencies"] or [float("nan")]
+            print(f"{count:>6} {statistics.median(lat):>8.2f} {percentile(lat, 0.99):>8.2f} "
+                  f"{result['all']:>8.1f} {result['missing']:>8} {rss_mib(operator.process.pid):>8.0f}",
+                  flush=True)
+    finally:
+        if operator:
+            operator.stop()
+        minio.stop()
+        plane.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
