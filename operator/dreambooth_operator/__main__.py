@@ -12,6 +12,7 @@ from .operator import SETTINGS
 
 
 def main() -> int:
+    kopf.configure(log_format=kopf.LogFormat.PLAIN)  # INFO to stderr, as `kopf run` would
     if SETTINGS.metrics_port:
         start_http_server(SETTINGS.metrics_port)
     namespaces = list(SETTINGS.watch_namespaces)

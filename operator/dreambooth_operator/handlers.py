@@ -8,6 +8,8 @@ from . import operator
 from .naming import JOB_NAME_LABEL
 
 JOBS = ("dreambooth.dev", "v1alpha1", "dreamboothjobs")
+# A failed pass (API or storage hiccup) is retried soon, not after kopf's default minute.
+RETRY_BACKOFF = 5
 
 
 @kopf.on.startup()
@@ -15,14 +17,14 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     operator.configure(settings)
 
 
-@kopf.on.resume(*JOBS)
-@kopf.on.create(*JOBS)
-@kopf.on.update(*JOBS, field="spec")
+@kopf.on.resume(*JOBS, backoff=RETRY_BACKOFF)
+@kopf.on.create(*JOBS, backoff=RETRY_BACKOFF)
+@kopf.on.update(*JOBS, field="spec", backoff=RETRY_BACKOFF)
 def on_job(body, patch, **_) -> None:
     operator.reconcile(body, patch)
 
 
-@kopf.timer(*JOBS, interval=operator.reconcile_interval(), initial_delay=1)
+@kopf.timer(*JOBS, interval=operator.reconcile_interval(), initial_delay=1, backoff=RETRY_BACKOFF)
 def on_timer(body, patch, **_) -> None:
     operator.reconcile(body, patch, timer=True)
 

@@ -16,7 +16,8 @@ from .children import JobContext
 from .kube import Kube
 from .naming import JOB_NAME_LABEL
 from .observe import observe
-from .reconcile import plan
+from .observed import Observation
+from .reconcile import TERMINAL, plan
 from .settings import OperatorSettings
 
 log = logging.getLogger("dreambooth_operator")
@@ -74,7 +75,9 @@ def _reconcile(body) -> None:
     ctx = JobContext.create(name, namespace, uid, spec, SETTINGS)
     api = kube()
     now = datetime.datetime.now(datetime.timezone.utc)
-    decision = plan(ctx, status, meta.get("generation"), observe(api, ctx, status, now))
+    # A finished job only waits for its TTL: nothing to observe.
+    observed = Observation(now=now) if status.get("phase") in TERMINAL else observe(api, ctx, status, now)
+    decision = plan(ctx, status, meta.get("generation"), observed)
     for kind, child in decision.delete:
         api.delete(kind, namespace, child)
     for obj in decision.create:
