@@ -10,8 +10,18 @@ from dataclasses import dataclass
 
 from .api import DreamBoothJobSpec
 from .naming import (
-    JOB_NAME_LABEL, KUEUE_QUEUE_LABEL, PRIORS, PUBLISH, TRAIN, ATTEMPT_LABEL, COMPONENT_LABEL,
-    StorageLayout, labels, priors_job_name, publish_job_name, rendezvous_service_name,
+    ATTEMPT_LABEL,
+    COMPONENT_LABEL,
+    JOB_NAME_LABEL,
+    KUEUE_QUEUE_LABEL,
+    PRIORS,
+    PUBLISH,
+    TRAIN,
+    StorageLayout,
+    labels,
+    priors_job_name,
+    publish_job_name,
+    rendezvous_service_name,
     train_job_name,
 )
 from .settings import OperatorSettings

@@ -8,8 +8,15 @@ from . import conditions as cond
 from .children import STORAGE_KEYS, JobContext
 from .kube import Kube
 from .naming import (
-    COMPONENT_LABEL, PRIORS, PUBLISH, TRAIN, artifact_name, priors_job_name, publish_job_name,
-    rendezvous_service_name, train_job_name,
+    COMPONENT_LABEL,
+    PRIORS,
+    PUBLISH,
+    TRAIN,
+    artifact_name,
+    priors_job_name,
+    publish_job_name,
+    rendezvous_service_name,
+    train_job_name,
 )
 from .observed import ChildJob, Observation, Problem
 from .storage import Credentials, Storage, split_s3

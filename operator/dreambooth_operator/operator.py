@@ -55,7 +55,7 @@ def kube() -> Kube:
 
 def reconcile(body: kopf.Body | dict, patch: kopf.Patch | None = None, *, timer: bool = False) -> None:
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     if timer and now < _not_before.get((namespace, name), now):
         return  # backing off: a job waiting for its inputs is not re-checked every tick
     with _locks[(namespace, name)]:
@@ -74,7 +74,7 @@ def _reconcile(body) -> None:
     spec = DreamBoothJobSpec.model_validate(dict(body["spec"]))
     ctx = JobContext.create(name, namespace, uid, spec, SETTINGS)
     api = kube()
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     # A finished job only waits for its TTL: nothing to observe.
     observed = Observation(now=now) if status.get("phase") in TERMINAL else observe(api, ctx, status, now)
     decision = plan(ctx, status, meta.get("generation"), observed)

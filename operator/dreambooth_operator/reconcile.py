@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from . import children, conditions as cond
+from . import children
+from . import conditions as cond
 from .children import JobContext
 from .naming import artifact_name, train_job_name
 from .observed import Observation
@@ -40,11 +41,11 @@ class Plan:
 
 
 def _timestamp(now: datetime.datetime) -> str:
-    return now.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse(ts: str) -> datetime.datetime:
-    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
 
 
 class _Pass:

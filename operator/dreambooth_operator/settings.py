@@ -35,7 +35,9 @@ class OperatorSettings(BaseSettings):
     )
 
     # A comma-separated list in the environment, not JSON.
-    watch_namespaces: Annotated[tuple[str, ...], NoDecode] = Field((), description="Namespaces to watch; empty: cluster-wide.")
+    watch_namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Namespaces to watch; empty: cluster-wide."
+    )
     max_concurrent_reconciles: int = Field(20, ge=1)
     reconcile_interval_seconds: float = Field(10.0, gt=0, description="Timer that re-observes active jobs.")
     metrics_port: int = Field(8080, ge=0, le=65535, description="Operator /metrics; 0 disables.")

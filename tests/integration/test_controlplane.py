@@ -70,7 +70,8 @@ def test_job_pods_are_scheduled_onto_gpu_nodes(cluster, namespace):
         assert pod["spec"]["containers"][0]["resources"]["limits"][GPU] == "4"
     # kwok plays the kubelet: the bound pods run.
     wait_for(
-        lambda: all(p["status"].get("phase") in ("Running", "Succeeded") for p in pods_of(cluster, namespace, selector)),
+        lambda: all(p["status"].get("phase") in ("Running", "Succeeded")
+                    for p in pods_of(cluster, namespace, selector)),
         what="pods running on kwok nodes",
     )
 
@@ -123,7 +124,8 @@ def test_service_account_kubeconfig_is_bound_by_rbac(cluster, namespace):
     cluster.kubectl("create", "rolebinding", "read-cm", "-n", namespace, "--role=read-cm",
                     f"--serviceaccount={namespace}:reader")
     wait_for(
-        lambda: cluster.kubectl("get", "configmaps", "-n", namespace, kubeconfig=kubeconfig, check=False).returncode == 0,
+        lambda: cluster.kubectl("get", "configmaps", "-n", namespace, kubeconfig=kubeconfig,
+                                check=False).returncode == 0,
         what="RBAC grant to take effect",
     )
     # Still nothing beyond what the Role grants.

@@ -27,7 +27,8 @@ def test_bucket_put_get_list_round_trip(minio):
         finally:
             response.close()
             response.release_conn()
-    assert client.stat_object(bucket, "jobs/uid-1/priors/00002.png").size == len(payloads["jobs/uid-1/priors/00002.png"])
+    last = "jobs/uid-1/priors/00002.png"
+    assert client.stat_object(bucket, last).size == len(payloads[last])
 
 
 def test_wrong_credentials_are_refused(minio):

@@ -40,7 +40,7 @@ class CertificateAuthority:
         self.directory = directory
         self._key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self._name = name
         self._cert = (
             x509.CertificateBuilder()
@@ -75,7 +75,7 @@ class CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
         attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
         attributes += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         is_server = bool(server_ips or server_dns)
         builder = (
             x509.CertificateBuilder()

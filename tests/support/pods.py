@@ -13,7 +13,7 @@ def running_pods(cluster, namespace: str, selector: str) -> list[dict]:
 
 
 def finish_pod(cluster, namespace: str, pod: dict, exit_code: int = 0, message: str = "") -> None:
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     statuses = [{
         "name": c["name"], "image": c["image"], "ready": False, "restartCount": 0,
         "state": {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",

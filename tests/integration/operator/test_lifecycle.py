@@ -7,7 +7,13 @@ import subprocess
 
 from .conftest import TRAINER_IMAGE, small_job, wait_for
 from .play import (
-    fake_result, finish_job_pods, get, put_json, put_priors, trainer_config, wait_phase,
+    fake_result,
+    finish_job_pods,
+    get,
+    put_json,
+    put_priors,
+    trainer_config,
+    wait_phase,
 )
 
 GPU = "nvidia.com/gpu"

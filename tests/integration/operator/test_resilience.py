@@ -6,7 +6,14 @@ import json
 
 from .conftest import small_job, wait_for
 from .play import (
-    fake_result, finish_job_pods, get, job_status, put_json, put_priors, trainer_config, wait_phase,
+    fake_result,
+    finish_job_pods,
+    get,
+    job_status,
+    put_json,
+    put_priors,
+    trainer_config,
+    wait_phase,
 )
 from .test_lifecycle import apply, events
 

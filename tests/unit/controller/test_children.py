@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from dreambooth_operator import children
 from dreambooth_operator.settings import OperatorSettings
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 
 import pytest
-
 from dreambooth_operator.reconcile import plan
 
 from .wrappers import NOW, MakeJob, Observe

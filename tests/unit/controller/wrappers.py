@@ -10,7 +10,7 @@ from dreambooth_operator.children import JobContext
 from dreambooth_operator.observed import ChildJob, Observation, Problem
 from dreambooth_operator.settings import OperatorSettings
 
-NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
 SETTINGS = OperatorSettings(storage_endpoint="minio:9000", trainer_image="trainer:1")
 
 BASE_SPEC = {
