@@ -1,0 +1,93 @@
+import json
+
+import numpy as np
+import pytest
+from dreambooth_trainer.errors import ConfigError
+from dreambooth_trainer.prior import generate_priors, image_name, image_seed, shard_indices
+from PIL import Image
+
+from tests.unit.trainer.helpers import config, kill, local, start_cli, wait_for
+
+
+def _pixels(directory):
+    return {p.name: np.asarray(Image.open(p)) for p in sorted(directory.glob("class-*.png"))}
+
+
+def _prior_job(job, root, **sampler):
+    job = json.loads(json.dumps(job))
+    job["priorsUri"] = root.as_uri()
+    job["prior"]["numImages"] = 5
+    job["prior"]["sampler"].update(sampler)
+    return job
+
+
+def test_seeds_depend_on_the_global_index_only():
+    assert image_seed(7, 3) == image_seed(7, 3)
+    assert len({image_seed(7, i) for i in range(1000)}) == 1000
+    assert image_seed(7, 3) != image_seed(8, 3)
+    assert shard_indices(1, 3, 10) == [1, 4, 7]
+    assert sorted(shard_indices(0, 2, 5) + shard_indices(1, 2, 5)) == list(range(5))
+
+
+def test_two_shards_make_exactly_the_images_of_one_unsharded_run(job, tmp_path):
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    assert generate_priors(config(_prior_job(job, whole, batchSize=2)), 0, 1)["generated"] == 5
+    # Other batch size too: batches differ, pixels must not.
+    sharded_job = config(_prior_job(job, sharded, batchSize=3))
+    assert generate_priors(sharded_job, 0, 2)["generated"] == 3
+    assert generate_priors(sharded_job, 1, 2)["generated"] == 2
+
+    expected, got = _pixels(whole), _pixels(sharded)
+    assert sorted(expected) == [image_name(i) for i in range(5)]
+    assert sorted(got) == sorted(expected)
+    for name in expected:
+        assert np.array_equal(expected[name], got[name]), name
+    assert len({arr.tobytes() for arr in expected.values()}) == 5, "each index has its own seed"
+
+    manifest = json.loads((sharded / "manifest-0001-of-0002.json").read_text())
+    assert manifest["images"] == ["class-000001.png", "class-000003.png"]
+    assert manifest["settings"]["classPrompt"] == "a photo of a cat"
+    assert manifest["settings"]["seed"] == 7
+
+
+def test_rerunning_a_shard_uploads_nothing_new(job, tmp_path):
+    root = tmp_path / "priors"
+    cfg = config(_prior_job(job, root))
+    generate_priors(cfg, 1, 2)
+    before = {p.name: p.stat().st_mtime_ns for p in root.glob("class-*.png")}
+    again = generate_priors(cfg, 1, 2)
+    assert again == {"shard": 1, "shards": 2, "generated": 0, "skipped": 2}
+    assert {p.name: p.stat().st_mtime_ns for p in root.glob("class-*.png")} == before
+
+
+def test_images_of_other_settings_are_not_mixed_in(job, tmp_path):
+    root = tmp_path / "priors"
+    generate_priors(config(_prior_job(job, root)), 0, 2)
+    other = _prior_job(job, root)
+    other["prior"]["classPrompt"] = "a photo of a dog"
+    with pytest.raises(ConfigError, match="other settings"):
+        generate_priors(config(other), 1, 2)
+
+
+def test_a_killed_shard_completes_the_set_on_rerun(job, tmp_path):
+    job = _prior_job(job, tmp_path / "priors", batchSize=1, steps=25)
+    job["prior"]["numImages"] = 10
+    root = local(job["priorsUri"])
+    reference = tmp_path / "reference"
+    generate_priors(config({**job, "priorsUri": reference.as_uri()}), 0, 1)
+
+    proc = start_cli("prior", job, tmp_path, tmp_path / "first.log")
+    wait_for(lambda: len(list(root.glob("class-*.png"))) >= 2 or proc.poll() is not None)
+    kill(proc)
+    made_before = len(list(root.glob("class-*.png")))
+    assert 2 <= made_before < 10, "killed midway"
+    assert not list(root.glob("manifest-*"))
+
+    cfg = config(job)
+    summary = generate_priors(cfg, 0, 1)
+    assert summary["generated"] == 10 - made_before and summary["skipped"] == made_before
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("class-")) == [
+        image_name(i) for i in range(10)
+    ]
+    expected, got = _pixels(reference), _pixels(root)
+    assert all(np.array_equal(expected[n], got[n]) for n in expected)

@@ -1,0 +1,3 @@
+"""DreamBooth LoRA trainer: prior generation, training and publishing for dreambooth-operator."""
+
+__version__ = "0.1.0"

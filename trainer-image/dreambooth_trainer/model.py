@@ -1,0 +1,95 @@
+"""The base model: fetched once to a local directory, then loaded as diffusers components."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from . import storage
+from .config import BaseModelRef
+from .errors import ModelNotFound, StorageNotFound
+
+CACHE_ENV = "DREAMBOOTH_CACHE_DIR"
+
+
+def local_model_dir(ref: BaseModelRef) -> Path:
+    """A local diffusers directory holding the base model (downloaded into the cache once)."""
+    parsed = urlparse(ref.uri)
+    if parsed.scheme in ("", "file"):
+        path = Path(parsed.path if parsed.scheme else ref.uri)
+    else:
+        uri = ref.uri
+        if parsed.scheme == "hf" and ref.revision and "@" not in uri:
+            uri = f"{uri}@{ref.revision}"
+        cache = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "dreambooth"))
+        path = cache / "models" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+        if not (path / "model_index.json").is_file():
+            try:
+                storage.download_tree(uri, path)
+            except StorageNotFound as exc:
+                raise ModelNotFound(f"base model not found at {ref.uri}") from exc
+    if not (path / "model_index.json").is_file():
+        raise ModelNotFound(
+            f"base model not found at {ref.uri}: no diffusers model_index.json there"
+        )
+    return path
+
+
+@dataclass
+class Components:
+    path: Path
+    tokenizer: object
+    text_encoder: torch.nn.Module
+    vae: torch.nn.Module
+    unet: torch.nn.Module
+    noise_scheduler: object
+
+
+def load_components(path: Path) -> Components:
+    """Tokenizer, text encoder, VAE, UNet (fp32, frozen) and the DDPM training scheduler."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    try:
+        parts = Components(
+            path=path,
+            tokenizer=CLIPTokenizer.from_pretrained(path, subfolder="tokenizer"),
+            text_encoder=CLIPTextModel.from_pretrained(path, subfolder="text_encoder"),
+            vae=AutoencoderKL.from_pretrained(path, subfolder="vae"),
+            unet=UNet2DConditionModel.from_pretrained(path, subfolder="unet"),
+            noise_scheduler=DDPMScheduler.from_pretrained(path, subfolder="scheduler"),
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelNotFound(f"cannot load the base model at {path}: {exc}") from exc
+    for module in (parts.text_encoder, parts.vae, parts.unet):
+        module.requires_grad_(False)
+        module.eval()
+    return parts
+
+
+def load_pipeline(path: Path, dtype: torch.dtype, device: torch.device):
+    """The inference pipeline (no safety checker), with PyTorch SDPA attention."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            path, dtype=dtype, safety_checker=None, requires_safety_checker=False
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelNotFound(f"cannot load the base model at {path}: {exc}") from exc
+    pipe.unet.set_attn_processor(AttnProcessor2_0())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """bf16 on GPUs that have it, else fp16; fp32 on CPU."""
+    if device.type != "cuda":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -1,0 +1,167 @@
+"""Prior generation: shard i of N makes the class images with global indices i, i+N, ….
+
+Each image's seed comes from the base seed and its global index alone, and images are named by
+that index, so any sharding, retry or resume makes the same files; indices already stored are
+skipped and every image is uploaded as soon as its batch is decoded. A manifest per shard
+records the settings; images made with other settings are never silently mixed in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import time
+
+import torch
+
+from . import __version__, storage
+from .config import JobConfig
+from .errors import ConfigError
+from .metrics import Metrics
+from .model import inference_dtype, load_pipeline, local_model_dir
+
+log = logging.getLogger(__name__)
+
+IMAGE_PREFIX = "class-"
+SEED_DERIVATION = "int(sha256(f'{seed}:{index}').hexdigest()[:15], 16)"
+
+
+def image_name(index: int) -> str:
+    return f"{IMAGE_PREFIX}{index:06d}.png"
+
+
+def image_seed(base_seed: int, index: int) -> int:
+    """The seed of global image ``index``: independent of shards, batches and retries."""
+    return int(hashlib.sha256(f"{base_seed}:{index}".encode()).hexdigest()[:15], 16)
+
+
+def shard_indices(shard: int, shards: int, num_images: int) -> list[int]:
+    return list(range(shard, num_images, shards))
+
+
+def prior_settings(cfg: JobConfig) -> dict:
+    """Everything that decides the pixels of a class image."""
+    s = cfg.prior.sampler
+    return {
+        "baseModel": cfg.base_model.uri,
+        "revision": cfg.base_model.revision,
+        "classPrompt": cfg.prior.class_prompt,
+        "negativePrompt": s.negative_prompt,
+        "resolution": cfg.training.resolution,
+        "steps": s.steps,
+        "guidanceScale": s.guidance_scale,
+        "seed": s.seed,
+        "seedDerivation": SEED_DERIVATION,
+    }
+
+
+def _check_manifests(priors_uri: str, names: list[str], settings: dict) -> None:
+    for name in names:
+        if name.startswith("manifest-"):
+            stored = json.loads(storage.read_bytes(storage.join(priors_uri, name)))
+            if stored.get("settings") != settings:
+                raise ConfigError(
+                    f"{storage.join(priors_uri, name)} was made with other settings "
+                    f"({stored.get('settings')}); use another priorsUri or delete it"
+                )
+
+
+def png_bytes(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def _batch_invariant(device: torch.device):
+    """Make an image's pixels independent of the batch it is generated in.
+
+    On CPU, GEMMs split over several threads give rows different rounding depending on their
+    position in the batch; one intra-op thread (CPU runs are tests and demos) removes that.
+    On GPU, fixed shapes and deterministic cuDNN algorithms do the same.
+    """
+    threads, bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = bench
+
+
+def _sample(pipe, cfg: JobConfig, batch: list[int]) -> list:
+    """Images for global indices ``batch``, always run at the full batch size.
+
+    The prompt is encoded once and repeated, and a short last batch is padded with repeats of
+    its last seed (their outputs are dropped), so every image sees the same shapes.
+    """
+    sampler = cfg.prior.sampler
+    seeds = [image_seed(sampler.seed, i) for i in batch]
+    seeds += [seeds[-1]] * (sampler.batch_size - len(seeds))
+    images = pipe(
+        prompt=cfg.prior.class_prompt,
+        negative_prompt=sampler.negative_prompt if sampler.guidance_scale > 1 else None,
+        num_images_per_prompt=len(seeds),
+        num_inference_steps=sampler.steps,
+        guidance_scale=sampler.guidance_scale,
+        height=cfg.training.resolution,
+        width=cfg.training.resolution,
+        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+    ).images
+    return images[: len(batch)]
+
+
+def generate_priors(
+    cfg: JobConfig,
+    shard: int,
+    shards: int,
+    device: torch.device | None = None,
+    metrics: Metrics | None = None,
+) -> dict:
+    """Make this shard's missing class images; return a summary of what was made."""
+    if not cfg.prior.enabled:
+        return {"shard": shard, "shards": shards, "generated": 0, "skipped": 0}
+    if not 0 <= shard < shards:
+        raise ConfigError(f"shard index {shard} is outside 0..{shards - 1}")
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    settings, sampler, uri = prior_settings(cfg), cfg.prior.sampler, cfg.priors_uri
+    stored = set(storage.list_files(uri))
+    _check_manifests(uri, sorted(stored), settings)
+    mine = shard_indices(shard, shards, cfg.prior.num_images)
+    todo = [i for i in mine if image_name(i) not in stored]
+    log.info("prior shard %d/%d: %d images, %d to make", shard, shards, len(mine), len(todo))
+
+    if todo:
+        pipe = load_pipeline(local_model_dir(cfg.base_model), inference_dtype(device), device)
+    for start in range(0, len(todo), sampler.batch_size):
+        batch = todo[start : start + sampler.batch_size]
+        t0 = time.perf_counter()
+        with _batch_invariant(device):
+            images = _sample(pipe, cfg, batch)
+        for index, image in zip(batch, images, strict=True):
+            storage.write_bytes(storage.join(uri, image_name(index)), png_bytes(image))
+        if metrics:
+            metrics.prior_images.inc(len(batch))
+            metrics.prior_images_per_second.set(len(batch) / (time.perf_counter() - t0))
+            metrics.observe_gpu(device)
+        log.info("prior shard %d: stored %s", shard, [image_name(i) for i in batch])
+
+    manifest = {
+        "settings": settings,
+        "shard": shard,
+        "shards": shards,
+        "numImages": cfg.prior.num_images,
+        "images": [image_name(i) for i in mine],
+        "generated": [image_name(i) for i in todo],
+        "trainerVersion": __version__,
+    }
+    storage.write_bytes(
+        storage.join(uri, f"manifest-{shard:04d}-of-{shards:04d}.json"),
+        json.dumps(manifest, indent=2).encode(),
+    )
+    return {"shard": shard, "shards": shards, "generated": len(todo), "skipped": len(mine) - len(todo)}
