@@ -65,6 +65,7 @@ def _env(ctx: JobContext) -> list[dict]:
         *({"name": key, "valueFrom": {"secretKeyRef": {"name": ctx.storage_secret, "key": key}}}
           for key in STORAGE_KEYS),
         {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "HF_HOME", "value": "/tmp/hf"},
     ]
     if ctx.spec.base_model.secret_ref:

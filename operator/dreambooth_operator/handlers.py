@@ -15,6 +15,12 @@ RETRY_BACKOFF = 5
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_) -> None:
     operator.configure(settings)
+    operator.RESYNC.start()
+
+
+@kopf.on.cleanup()
+def stop(**_) -> None:
+    operator.RESYNC.stop()
 
 
 @kopf.on.resume(*JOBS, backoff=RETRY_BACKOFF)
@@ -22,11 +28,6 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
 @kopf.on.update(*JOBS, field="spec", backoff=RETRY_BACKOFF)
 def on_job(body, patch, **_) -> None:
     operator.reconcile(body, patch)
-
-
-@kopf.timer(*JOBS, interval=operator.reconcile_interval(), initial_delay=1, backoff=RETRY_BACKOFF)
-def on_timer(body, patch, **_) -> None:
-    operator.reconcile(body, patch, timer=True)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={JOB_NAME_LABEL: kopf.PRESENT})

@@ -6,12 +6,13 @@ import datetime
 import logging
 import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 import kubernetes
 
 from . import metrics
-from .api import DreamBoothJobSpec
+from .api import GROUP, VERSION, DreamBoothJobSpec
 from .children import JobContext
 from .kube import Kube
 from .naming import JOB_NAME_LABEL
@@ -21,6 +22,7 @@ from .reconcile import TERMINAL, plan
 from .settings import OperatorSettings
 
 log = logging.getLogger("dreambooth_operator")
+PLURAL = "dreamboothjobs"
 SETTINGS = OperatorSettings()
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 _kube: Kube | None = None
@@ -28,8 +30,55 @@ _kube: Kube | None = None
 _not_before: dict[tuple[str, str], datetime.datetime] = {}
 
 
-def reconcile_interval() -> float:
-    return SETTINGS.reconcile_interval_seconds
+class Resync:
+    """Re-observe every job on an interval (controller-runtime's SyncPeriod).
+
+    A kopf timer would do the same per object but holds a finalizer on each job, so a job
+    could not be deleted while its operator was down; a plain list loop holds none.
+    """
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="resync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        with ThreadPoolExecutor(SETTINGS.max_concurrent_reconciles, thread_name_prefix="resync") as pool:
+            while not self._stop.wait(SETTINGS.reconcile_interval_seconds):
+                try:
+                    bodies = list_jobs()
+                except Exception:  # the API server may be briefly away: try again next tick
+                    log.exception("listing DreamBoothJobs failed")
+                    continue
+                for _ in pool.map(_resync_one, bodies):
+                    pass
+
+
+def _resync_one(body: dict) -> None:
+    if body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        reconcile(body, timer=True)
+    except Exception:
+        log.exception("reconcile of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+def list_jobs() -> list[dict]:
+    custom = kube().custom
+    if SETTINGS.watch_namespaces:
+        return [item for namespace in SETTINGS.watch_namespaces
+                for item in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]]
+    return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+
+
+RESYNC = Resync()
 
 
 def configure(settings: kopf.OperatorSettings) -> None:

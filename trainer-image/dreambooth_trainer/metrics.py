@@ -6,6 +6,8 @@ own registry so several runs in one interpreter (the tests) never collide.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_http_server
 
@@ -69,9 +71,10 @@ class Metrics:
         self.server = None
 
     def serve(self, port: int) -> None:
-        """Serve ``/metrics`` on ``port`` (0: not at all)."""
+        """Serve ``/metrics`` on ``port`` (0: not at all), on the pod's IP when the pod says it."""
         if port:
-            self.server, _ = start_http_server(port, registry=self.registry)
+            address = os.environ.get("POD_IP") or "0.0.0.0"
+            self.server, _ = start_http_server(port, addr=address, registry=self.registry)
 
     def close(self) -> None:
         if self.server is not None:

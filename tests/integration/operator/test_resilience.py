@@ -124,6 +124,13 @@ def test_ttl_removes_finished_job_and_keeps_its_artifact(cluster, operator, tena
     put_json(storage, trainer_config(publish)["resultUri"], fake_result(trainer_config(train)))
     finish_job_pods(cluster, ns, f"{name}-publish", 1)
     wait_phase(cluster, ns, name, "Succeeded")
-    wait_for(lambda: get(cluster, "dreamboothjob", ns, name) is None, timeout=30, what="TTL deletion")
+    last: list = []
+    try:
+        wait_for(lambda: (last.append(get(cluster, "dreamboothjob", ns, name)) or last[-1]) is None, timeout=30,
+                 what="TTL deletion")
+    except TimeoutError:
+        meta = last[-1]["metadata"]
+        raise AssertionError(f"not deleted: finalizers={meta.get('finalizers')} "
+                             f"deletionTimestamp={meta.get('deletionTimestamp')} status={last[-1].get('status')}")
     wait_for(lambda: children(cluster, ns, name)["jobs"] == [], what="children gone with the job")
     assert get(cluster, "modelartifact", ns, f"{name}-lora") is not None
