@@ -1,0 +1,150 @@
+"""The cloody job end to end on real parts: kubectl apply → priors on 2 pods → DDP training on
+2 pods → publish → a ModelArtifact whose adapter loads in diffusers; metrics in Prometheus.
+
+Pods really run, as local processes of the test node agent, with the real trainer code."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.support.chart import install_operator
+from tests.support.node_agent import NodeAgent
+from tests.support.operator_process import OperatorProcess
+
+TRAINER_IMAGE = "registry.test/dreambooth-trainer"
+BUCKET = "dreambooth"
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached within {timeout}s")
+
+
+def upload_tree(client, root: Path, prefix: str) -> None:
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        client.put_object(BUCKET, f"{prefix}/{path.relative_to(root).as_posix()}", io.BytesIO(data), len(data))
+
+
+@pytest.fixture(scope="module")
+def platform(cluster, minio, session_dir, repo_root):
+    """What a platform team sets up: storage with data and model, the chart, a GPU node."""
+    import subprocess
+
+    client = minio.client()
+    if not client.bucket_exists(BUCKET):
+        client.make_bucket(BUCKET)
+    upload_tree(client, repo_root / "examples/data/cloody-cat", "datasets/cloody-cat")
+    model = session_dir / "tiny-sd"
+    subprocess.run([sys.executable, "-m", "dreambooth_trainer", "tiny-model", str(model)], check=True,
+                   capture_output=True)
+    upload_tree(client, model, "models/tiny-sd")
+    installed = install_operator(cluster, {
+        "trainer.image.repository": TRAINER_IMAGE, "trainer.image.tag": "e2e",
+        "storage.endpoint": minio.endpoint, "storage.secure": "false", "storage.bucket": BUCKET,
+    })
+    cluster.kubectl("wait", "--for=condition=established", "crd/dreamboothjobs.dreambooth.dev")
+    agent = NodeAgent(cluster, name="gpu-agent-0", gpus=8, workdir=session_dir / "gpu-agent-0",
+                      images={TRAINER_IMAGE: [sys.executable, "-m", "dreambooth_trainer"]}).start()
+    operator = OperatorProcess(session_dir / "e2e-operator", installed.kubeconfig,
+                               {**installed.env, "DREAMBOOTH_RECONCILE_INTERVAL_SECONDS": "2"}).start()
+    yield operator, agent
+    operator.stop()
+    agent.stop()
+
+
+def status(cluster, namespace: str) -> dict:
+    out = cluster.kubectl("get", "dbj", "cloody", "-n", namespace, "-o", "json", check=False)
+    return json.loads(out.stdout).get("status") or {} if out.returncode == 0 else {}
+
+
+def test_cloody_job_runs_end_to_end(cluster, minio, prometheus, platform, namespace, repo_root, tmp_path):
+    operator, agent = platform
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dreambooth-storage"},
+              "stringData": {"AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": minio.secret_key}}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(secret))
+    prometheus.add_target(f"127.0.0.1:{operator.metrics_port}", component="operator")
+
+    # The user's YAML, with a kustomize overlay: the same schema, not a special test kind.
+    shutil.copy(repo_root / "examples/cloody-job.yaml", tmp_path / "cloody-job.yaml")
+    shutil.copy(repo_root / "tests/e2e/cloody-tiny-patch.yaml", tmp_path / "patch.yaml")
+    (tmp_path / "kustomization.yaml").write_text(
+        f"namespace: {namespace}\nresources: [cloody-job.yaml]\npatches: [{{path: patch.yaml}}]\n")
+    cluster.kubectl("apply", "-k", str(tmp_path))
+
+    seen_phases: list[str] = []
+    targets: set[str] = set()
+
+    def progress() -> dict | None:
+        current = status(cluster, namespace)
+        phase = current.get("phase")
+        if phase and (not seen_phases or seen_phases[-1] != phase):
+            seen_phases.append(phase)
+        # Scrape every trainer pod as a PodMonitor would.
+        pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l",
+                                          "dreambooth.dev/job-name=cloody", "-o", "json").stdout)["items"]
+        for pod in pods:
+            ip = (pod.get("status") or {}).get("podIP")
+            if ip and pod["status"].get("phase") == "Running" and ip not in targets:
+                targets.add(ip)
+                prometheus.add_target(f"{ip}:9400", namespace=namespace, pod=pod["metadata"]["name"])
+        if phase == "Failed":
+            raise AssertionError(f"job failed: {current}\n" + "\n".join(
+                agent.logs(namespace, p["metadata"]["name"])[-3000:] for p in pods))
+        return current if phase == "Succeeded" else None
+
+    final = wait_for(progress, 480, "cloody Succeeded", interval=0.5)
+    assert seen_phases[0] in ("Pending", "GeneratingPriors")
+    for phase in ("GeneratingPriors", "Training", "Publishing", "Succeeded"):
+        assert phase in seen_phases, seen_phases
+    assert final["priors"] == {"ready": 4, "total": 4}
+    assert final["progress"] == "30/30"
+
+    # The artifact: download, verify, load into diffusers.
+    artifact = json.loads(cluster.kubectl("get", "ma", final["artifact"], "-n", namespace, "-o", "json").stdout)
+    uri = urlparse(artifact["spec"]["uri"])
+    adapter = minio.client().get_object(uri.netloc, uri.path.lstrip("/")).read()
+    assert hashlib.sha256(adapter).hexdigest() == artifact["spec"]["sha256"]
+    assert len(adapter) == artifact["spec"]["sizeBytes"]
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "pytorch_lora_weights.safetensors").write_bytes(adapter)
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(session_model(tmp_path, minio), safety_checker=None)
+    before = pipe("a photo of sks cat", num_inference_steps=2, height=64, width=64, output_type="np",
+                  generator=torch.Generator().manual_seed(0)).images
+    pipe.load_lora_weights(str(tmp_path / "adapter"))
+    after = pipe("a photo of sks cat", num_inference_steps=2, height=64, width=64, output_type="np",
+                 generator=torch.Generator().manual_seed(0)).images
+    assert abs(before - after).max() > 0
+
+    # Prometheus has the trainer's loss series and the operator's job metrics for this job.
+    loss = prometheus.wait_for(
+        f'last_over_time(dreambooth_train_loss{{namespace="{namespace}",component="total"}}[30m])', timeout=30)
+    assert all(float(sample["value"][1]) > 0 for sample in loss)
+    prometheus.wait_for(f'dreambooth_operator_jobs{{namespace="{namespace}",phase="Succeeded"}} == 1', timeout=30)
+
+
+def session_model(tmp_path: Path, minio) -> str:
+    """The tiny base model, read back from MinIO as the pods did."""
+    target = tmp_path / "base"
+    client = minio.client()
+    for obj in client.list_objects(BUCKET, prefix="models/tiny-sd/", recursive=True):
+        path = target / obj.object_name.removeprefix("models/tiny-sd/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(client.get_object(BUCKET, obj.object_name).read())
+    return str(target)
