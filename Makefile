@@ -28,10 +28,8 @@ $(INSTALL_STAMP): operator/pyproject.toml trainer-image/pyproject.toml requireme
 binaries: install ## Find or build the pinned control-plane binaries (cached outside the repo)
 	$(PYTHON) -m tests.support binaries
 
-demo: install ## Run the cloody job end to end on the embedded default (not there yet: issue 5)
-	@echo "make demo: the end-to-end cloody run is not implemented yet (tracked in issue 5)."
-	@echo "What works today: 'make test' (CRDs, test control plane, MinIO, Prometheus)."
-	@exit 1
+demo: install ## Run the cloody job locally on a tiny model (no cluster, ~1-2 min on 2 cores); prints the grid
+	$(VENV)/bin/dreambooth run -f examples/cloody-job.yaml --workdir demo-output --tiny
 
 test: binaries ## Run all tests (starts its own control plane, MinIO and Prometheus)
 	$(PYTEST) tests

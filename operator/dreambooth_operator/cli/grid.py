@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 TILE = 128  # px of one image; the tiny model's 64 px samples are scaled up, SD's scaled down
 LABEL_WIDTH = 150
-CAPTION_HEIGHT = 28
+CAPTION_HEIGHT = 32
 PAD = 6
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
@@ -81,7 +81,7 @@ def compose_grid(rows: list[Row], tile: int = TILE):
     layout = grid_layout([len(r.images) for r in rows], [bool(r.captions) for r in rows], tile)
     canvas = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    label_font, caption_font = _font(14), _font(10)
+    label_font, caption_font = _font(14), _font(12)
     for row, label_at, boxes, caption_at in zip(rows, layout.labels, layout.tiles, layout.captions, strict=True):
         for i, line in enumerate(_wrap(draw, row.label, label_font, LABEL_WIDTH - 2 * PAD, lines=3)):
             draw.text((label_at[0], label_at[1] + 16 * i - 8), line, fill=INK, font=label_font)
@@ -96,5 +96,5 @@ def compose_grid(rows: list[Row], tile: int = TILE):
             canvas.paste(fitted, (box[0] + (tile - fitted.width) // 2, box[1] + (tile - fitted.height) // 2))
         for text, (x, y) in zip(row.captions or [], caption_at, strict=False):
             for i, line in enumerate(_wrap(draw, text, caption_font, tile)):
-                draw.text((x, y + 12 * i), line, fill=INK, font=caption_font)
+                draw.text((x, y + 14 * i), line, fill=INK, font=caption_font)
     return canvas

@@ -42,26 +42,24 @@ class Cluster:
             raise CliError(api_message(err, f"{plural}.{GROUP} {name!r}")) from None
 
 
-def _kubeconfig_files(explicit: str | None) -> list[str]:
-    if explicit:
-        return [explicit]
-    if os.environ.get("KUBECONFIG"):
-        return [p for p in os.environ["KUBECONFIG"].split(os.pathsep) if p and Path(p).is_file()]
+def _kubeconfig(explicit: str | None) -> str | None:
+    """``--kubeconfig``, else ``$KUBECONFIG`` (several files are merged, as kubectl does), else
+    ``~/.kube/config`` when it exists."""
+    if explicit or os.environ.get("KUBECONFIG"):
+        return explicit or os.environ["KUBECONFIG"]
     default = Path.home() / ".kube" / "config"
-    return [str(default)] if default.is_file() else []
+    return str(default) if default.is_file() else None
 
 
 def connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> Cluster:
     """A client and the namespace to use (-n, else the context's, else the Pod's, else default)."""
-    files = _kubeconfig_files(kubeconfig)
+    config_file = _kubeconfig(kubeconfig)
     try:
-        if files:
-            # Several $KUBECONFIG files: the first one that has contexts, as a simplification.
-            config_file = files[0]
+        if config_file:
             client = kubernetes.config.new_client_from_config(config_file=config_file, context=context)
             if namespace is None:
                 contexts, current = kubernetes.config.list_kube_config_contexts(config_file)
-                chosen = next((c for c in contexts if c["name"] == context), current) if context else current
+                chosen = next((c for c in contexts if c["name"] == context), None) if context else current
                 namespace = (chosen or {}).get("context", {}).get("namespace")
         elif kubernetes.config.incluster_config.SERVICE_HOST_ENV_NAME in os.environ:
             kubernetes.config.load_incluster_config()

@@ -129,10 +129,9 @@ def overlay_spec(spec: dict, mode: str, *, model_uri: str | None = None, steps: 
     if steps is not None:
         training["maxSteps"] = steps
     max_steps = training.get("maxSteps")
-    if max_steps is not None:
-        for key in ("checkpointEverySteps",):
-            if training.get(key, 0) > max_steps:
-                training[key] = max_steps
+    if max_steps is not None:  # intervals may not exceed the (now fewer) steps
+        if training.get("checkpointEverySteps", 0) > max_steps:
+            training["checkpointEverySteps"] = max_steps
         validation = training.get("validation") or {}
         if validation.get("everySteps", 0) > max_steps:
             validation["everySteps"] = max_steps

@@ -139,7 +139,7 @@ class LocalRun:
                 if step < bar.n:
                     return  # progress.json lags the log lines
                 bar.update(step - bar.n)
-                if loss is not None:
+                if loss is not None and step > 0:  # progress.json starts with a 0.0 loss
                     bar.set_postfix_str(f"loss {float(loss):.4f}")
 
             def on_line(line: str) -> None:
@@ -183,6 +183,16 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def _tiny_model(path: Path) -> Path:
+    """The trainer's tiny random model, written once per work directory."""
+    if not (path / "model_index.json").is_file():
+        tqdm.write(f"writing the tiny model to {_shown(path)}", file=sys.stderr)
+        made = subprocess.run([sys.executable, "-m", TRAINER, "tiny-model", str(path)], capture_output=True, text=True)
+        if made.returncode != 0:
+            raise CliError(f"cannot write the tiny model: {made.stderr.strip()[-2000:]}")
+    return path
+
+
 def prepare(args) -> tuple[LocalJob, Path, str]:
     """The job as it will run here: read, overlaid for the mode, data mapped, config rendered."""
     if importlib.util.find_spec(TRAINER) is None:
@@ -195,21 +205,14 @@ def prepare(args) -> tuple[LocalJob, Path, str]:
     name = (doc.get("metadata") or {}).get("name") or Path(args.filename).stem
     mode = args.mode or (REAL if _cuda() else TINY)
     workdir = Path(args.workdir or f"{name}-local").resolve()
-    model_uri = None
-    if mode == TINY:
-        model_dir = workdir / "models" / "tiny"
-        if not (model_dir / "model_index.json").is_file():
-            tqdm.write(f"writing the tiny model to {_shown(model_dir)}", file=sys.stderr)
-            made = subprocess.run([sys.executable, "-m", TRAINER, "tiny-model", str(model_dir)],
-                                  capture_output=True, text=True)
-            if made.returncode != 0:
-                raise CliError(f"cannot write the tiny model: {made.stderr.strip()[-2000:]}")
-        model_uri = f"file://{model_dir}"
-    try:
-        spec = overlay_spec(doc.get("spec") or {}, mode, model_uri=model_uri, steps=args.steps)
-        spec.setdefault("instance", {})["dataUri"] = resolve_data_uri(
-            spec.get("instance", {}).get("dataUri", ""), Path(args.filename) if args.filename != "-" else None,
-            Path(args.data) if args.data else None)
+    job_file = Path(args.filename) if args.filename != "-" else None
+    spec = doc.get("spec") or {}
+    try:  # the data first: a job that cannot run here fails before anything is written
+        data_uri = resolve_data_uri((spec.get("instance") or {}).get("dataUri", ""), job_file,
+                                    Path(args.data) if args.data else None)
+        model_uri = f"file://{_tiny_model(workdir / 'models' / 'tiny')}" if mode == TINY else None
+        spec = overlay_spec(spec, mode, model_uri=model_uri, steps=args.steps)
+        spec.setdefault("instance", {})["dataUri"] = data_uri
         job = local_job(name, spec, mode, workdir)
     except LocalRunError as err:
         raise CliError(str(err)) from None

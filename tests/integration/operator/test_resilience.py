@@ -128,9 +128,9 @@ def test_ttl_removes_finished_job_and_keeps_its_artifact(cluster, operator, tena
     try:
         wait_for(lambda: (last.append(get(cluster, "dreamboothjob", ns, name)) or last[-1]) is None, timeout=30,
                  what="TTL deletion")
-    except TimeoutError:
+    except TimeoutError as timeout:
         meta = last[-1]["metadata"]
         raise AssertionError(f"not deleted: finalizers={meta.get('finalizers')} "
-                             f"deletionTimestamp={meta.get('deletionTimestamp')} status={last[-1].get('status')}")
+                             f"deletionTimestamp={meta.get('deletionTimestamp')}") from timeout
     wait_for(lambda: children(cluster, ns, name)["jobs"] == [], what="children gone with the job")
     assert get(cluster, "modelartifact", ns, f"{name}-lora") is not None

@@ -1,0 +1,147 @@
+"""`dreambooth artifacts` against the real apiserver and MinIO: list, describe, verified download."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cli.conftest import CLI, cli_env
+
+ADAPTER = os.urandom(50_000)
+SHA = hashlib.sha256(ADAPTER).hexdigest()
+SAMPLE = b"\x89PNG\r\n\x1a\n fake sample"
+METADATA = json.dumps({"sha256": SHA, "format": "diffusers-lora"}).encode()
+
+
+@pytest.fixture
+def published(cluster, namespace, minio, dreambooth_crds):
+    """An adapter, its metadata and a sample in a fresh MinIO bucket, a ModelArtifact recording
+    them and the namespace's storage Secret; returns (artifact name, bucket, folder key)."""
+    bucket = f"cli-{uuid.uuid4().hex[:8]}"
+    client = minio.client()
+    client.make_bucket(bucket)
+    folder = f"{namespace}/artifacts/cloody-lora/{SHA}"
+    for key, data in (("pytorch_lora_weights.safetensors", ADAPTER), ("metadata.json", METADATA),
+                      ("samples/sample-00.png", SAMPLE)):
+        client.put_object(bucket, f"{folder}/{key}", io.BytesIO(data), len(data))
+    base = f"s3://{bucket}/{folder}"
+    artifact = {
+        "apiVersion": "dreambooth.dev/v1alpha1", "kind": "ModelArtifact",
+        "metadata": {"name": "cloody-lora", "namespace": namespace},
+        "spec": {"uri": f"{base}/pytorch_lora_weights.safetensors", "sha256": SHA, "sizeBytes": len(ADAPTER),
+                 "baseModel": {"uri": "hf://stable-diffusion-v1-5/stable-diffusion-v1-5"},
+                 "prompts": {"instance": "a photo of sks cat", "class": "a photo of a cat"},
+                 "sourceJob": {"name": "cloody", "uid": str(uuid.uuid4())},
+                 "metadataUri": f"{base}/metadata.json", "sampleImages": [f"{base}/samples/sample-00.png"],
+                 "metrics": {"loss": 0.125}},
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(artifact))
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", "dreambooth-storage",
+                    f"--from-literal=AWS_ACCESS_KEY_ID={minio.access_key}",
+                    f"--from-literal=AWS_SECRET_ACCESS_KEY={minio.secret_key}")
+    return "cloody-lora", bucket, folder
+
+
+def test_list_and_describe(namespace, dreambooth, published):
+    name, bucket, folder = published
+    listed = dreambooth("artifacts", "list", "-n", namespace)
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header.split() == ["NAME", "PHASE", "BASE", "MODEL", "SIZE", "JOB", "AGE"]
+    assert row.split()[:6] == [name, "-", "hf://stable-diffusion-v1-5/stable-diffusion-v1-5", "50.0", "kB", "cloody"]
+    everywhere = dreambooth("artifacts", "list", "-A")
+    assert any(line.split()[:2] == [namespace, name] for line in everywhere.stdout.splitlines())
+
+    described = dreambooth("artifacts", "describe", name, "-n", namespace)
+    assert described.returncode == 0, described.stderr
+    assert f"SHA-256:      {SHA}" in described.stdout
+    assert f"URI:          s3://{bucket}/{folder}/pytorch_lora_weights.safetensors" in described.stdout
+    assert "Metrics:      loss 0.125" in described.stdout
+    as_json = json.loads(dreambooth("artifacts", "describe", name, "-n", namespace, "-o", "json").stdout)
+    assert as_json["spec"]["sha256"] == SHA
+
+    empty = dreambooth("artifacts", "list", "-n", "default")
+    assert empty.returncode == 0 and "No ModelArtifacts in namespace default" in empty.stderr
+    missing = dreambooth("artifacts", "describe", "nope", "-n", namespace)
+    assert missing.returncode == 1 and 'modelartifacts.dreambooth.dev "nope" not found' in missing.stderr
+
+
+def test_download_verifies_the_sha256_with_the_namespaces_secret(namespace, minio, dreambooth, published, tmp_path):
+    name, _, _ = published
+    out = tmp_path / "cloody"
+    done = dreambooth("artifacts", "download", name, "-n", namespace, "-o", str(out),
+                      "--endpoint", minio.endpoint, "--insecure")
+    assert done.returncode == 0, done.stderr
+    assert (out / "pytorch_lora_weights.safetensors").read_bytes() == ADAPTER
+    assert (out / "metadata.json").read_bytes() == METADATA
+    assert (out / "samples" / "sample-00.png").read_bytes() == SAMPLE
+    assert f"sha256 {SHA} verified" in done.stdout
+    assert f"credentials from Secret {namespace}/dreambooth-storage" in done.stderr
+    assert minio.secret_key not in done.stdout + done.stderr
+    assert minio.access_key not in done.stdout + done.stderr
+
+
+def test_download_with_credentials_from_the_environment(cluster, namespace, minio, dreambooth, published, tmp_path):
+    name, _, _ = published
+    cluster.kubectl("-n", namespace, "delete", "secret", "dreambooth-storage")
+    env = cli_env(KUBECONFIG=str(cluster.kubeconfig), **minio.env())  # S3_ENDPOINT, S3_SECURE=false, keys
+    done = dreambooth("artifacts", "download", name, "-n", namespace, "-o", str(tmp_path / "a"), "--no-samples",
+                      env=env)
+    assert done.returncode == 0, done.stderr
+    assert "credentials from the environment" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["metadata.json", "pytorch_lora_weights.safetensors"]
+
+    nothing = dreambooth("artifacts", "download", name, "-n", namespace, "-o", str(tmp_path / "b"),
+                         "--endpoint", minio.endpoint, "--insecure")
+    assert nothing.returncode == 1
+    assert f"no storage credentials: Secret {namespace}/dreambooth-storage not found" in nothing.stderr
+
+
+def test_a_tampered_adapter_fails_loudly_and_is_not_kept(namespace, minio, dreambooth, published, tmp_path):
+    name, bucket, folder = published
+    tampered = bytearray(ADAPTER)
+    tampered[100] ^= 0xFF
+    minio.client().put_object(bucket, f"{folder}/pytorch_lora_weights.safetensors", io.BytesIO(bytes(tampered)),
+                              len(tampered))
+    out = tmp_path / "cloody"
+    done = dreambooth("artifacts", "download", name, "-n", namespace, "-o", str(out),
+                      "--endpoint", minio.endpoint, "--insecure")
+    assert done.returncode == 1
+    assert "sha256 MISMATCH" in done.stderr and f"records sha256 {SHA}" in done.stderr
+    assert hashlib.sha256(tampered).hexdigest() in done.stderr
+    assert not (out / "pytorch_lora_weights.safetensors").exists()
+    assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+def test_wrong_credentials_are_reported_without_leaking_them(cluster, namespace, minio, dreambooth, published,
+                                                             tmp_path):
+    name, _, _ = published
+    cluster.kubectl("-n", namespace, "delete", "secret", "dreambooth-storage")
+    cluster.kubectl("-n", namespace, "create", "secret", "generic", "other",
+                    "--from-literal=AWS_ACCESS_KEY_ID=nobody", "--from-literal=AWS_SECRET_ACCESS_KEY=wrong-secret-123")
+    done = dreambooth("artifacts", "download", name, "-n", namespace, "--secret", "other", "-o", str(tmp_path / "x"),
+                      "--endpoint", minio.endpoint, "--insecure")
+    assert done.returncode == 1
+    assert "InvalidAccessKeyId" in done.stderr and "wrong-secret-123" not in done.stdout + done.stderr
+
+
+def test_kubectl_finds_the_plugin(cluster, namespace, published, tmp_path):
+    """`kubectl dreambooth …` runs the installed kubectl-dreambooth console script."""
+    plugin = Path(CLI[0]).parent / "kubectl-dreambooth"
+    if not plugin.is_file():
+        pytest.fail(f"{plugin} is missing: run make install")
+    kubectl = cluster.bin["kubectl"]
+    env = cli_env(KUBECONFIG=str(cluster.kubeconfig), PATH=f"{plugin.parent}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run([str(kubectl), "dreambooth", "artifacts", "list", "-n", namespace], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1].startswith("cloody-lora ")
+    usage = subprocess.run([str(kubectl), "dreambooth", "--help"], env=env, capture_output=True, text=True)
+    assert usage.stdout.startswith("usage: kubectl dreambooth ")

@@ -1,0 +1,73 @@
+"""Argument parsing of the dreambooth command (no cluster, nothing run)."""
+
+from __future__ import annotations
+
+import pytest
+from dreambooth_operator.cli import _prog
+from dreambooth_operator.cli.args import DEFAULT_SECRET, parse_args
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["watch", "cloody"], {"command": "watch", "name": "cloody", "namespace": None, "timeout": None}),
+        # kubectl-style global flags work before and after the subcommand
+        (["-n", "team-a", "watch", "cloody"], {"namespace": "team-a"}),
+        (["watch", "cloody", "-n", "team-b", "--context", "gpu"], {"namespace": "team-b", "context": "gpu"}),
+        (["--kubeconfig", "/k", "artifacts", "list"], {"kubeconfig": "/k", "verb": "list", "all_namespaces": False}),
+        (["artifacts", "list", "-A"], {"all_namespaces": True}),
+        (["artifacts", "describe", "a", "-n", "x", "-o", "yaml"], {"name": "a", "namespace": "x", "output": "yaml"}),
+        (["artifacts", "download", "a"], {"secret": DEFAULT_SECRET, "output_dir": None, "endpoint": None,
+                                          "insecure": False}),
+        (["artifacts", "download", "a", "-o", "out", "--secret", "s", "--endpoint", "h:9000", "--insecure"],
+         {"output_dir": "out", "secret": "s", "endpoint": "h:9000", "insecure": True}),
+        (["submit", "-f", "job.yaml", "-n", "t"], {"filename": "job.yaml", "namespace": "t", "dry_run": False}),
+        (["submit", "--name", "c", "--instance-prompt", "p", "--data-uri", "s3://b/d/", "--steps", "10",
+          "--validation-prompt", "x", "--validation-prompt", "y"],
+         {"name": "c", "steps": 10, "validation_prompt": ["x", "y"], "filename": None}),
+        (["run", "-f", "j.yaml"], {"mode": None, "workdir": None, "data": None, "steps": None}),
+        (["run", "-f", "j.yaml", "--tiny", "--workdir", "w", "--steps", "3"], {"mode": "tiny", "workdir": "w",
+                                                                               "steps": 3}),
+        (["run", "-f", "j.yaml", "--real", "--data", "photos"], {"mode": "real", "data": "photos"}),
+    ],
+)
+def test_parse(argv, expected):
+    args = vars(parse_args(argv))
+    assert {k: args[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["submit"], "submit needs -f FILE or --name, --instance-prompt, --data-uri"),
+        (["submit", "--name", "c", "--instance-prompt", "p"], "submit needs -f FILE or --data-uri"),
+        (["submit", "-f", "j.yaml", "--steps", "0"], "--steps must be at least 1"),
+        (["run", "-f", "j.yaml", "--tiny", "--real"], "not allowed with argument"),
+        (["run"], "the following arguments are required: -f/--filename"),
+        (["artifacts"], "the following arguments are required"),
+        (["artifacts", "describe", "a", "-o", "xml"], "invalid choice"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_kubectl_plugin_name():
+    assert _prog("/usr/local/bin/kubectl-dreambooth") == "kubectl dreambooth"
+    assert _prog(".venv/bin/dreambooth") == "dreambooth"
+
+
+def test_console_scripts_point_at_main():
+    import tomllib
+    from pathlib import Path
+
+    from dreambooth_operator import cli
+
+    project = tomllib.loads((Path(__file__).resolve().parents[3] / "operator" / "pyproject.toml").read_text())
+    scripts = project["project"]["scripts"]
+    assert scripts == {"dreambooth": "dreambooth_operator.cli:main",
+                       "kubectl-dreambooth": "dreambooth_operator.cli:main"}
+    assert callable(cli.main)
