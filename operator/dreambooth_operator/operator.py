@@ -108,6 +108,11 @@ def reconcile(body: kopf.Body | dict, patch: kopf.Patch | None = None, *, timer:
     if timer and now < _not_before.get((namespace, name), now):
         return  # backing off: a job waiting for its inputs is not re-checked every tick
     with _locks[(namespace, name)]:
+        # Passes of one job run one at a time, each on the job as it is now: the body that
+        # triggered a pass may predate the pass that just held the lock.
+        body = _fresh(namespace, name, body["metadata"]["uid"])
+        if body is None:
+            return
         metrics.RECONCILES.labels(namespace).inc()
         try:
             _reconcile(body)
@@ -148,6 +153,18 @@ def _reconcile(body) -> None:
         _not_before[(namespace, name)] = now + datetime.timedelta(seconds=decision.requeue_after)
     else:
         _not_before.pop((namespace, name), None)
+
+
+def _fresh(namespace: str, name: str, uid: str) -> dict | None:
+    try:
+        body = kube().custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except kubernetes.client.exceptions.ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+    if body["metadata"]["uid"] != uid or body["metadata"].get("deletionTimestamp"):
+        return None
+    return body
 
 
 def reconcile_owner(child: kopf.Body) -> None:
