@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import logging
 
 import kubernetes
@@ -95,6 +96,25 @@ class Kube:
         except ApiException as err:
             if err.status != 404:
                 raise
+
+    def event(self, body: dict, type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event about the job (posted directly: passes also run outside kopf's handlers)."""
+        meta = body["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        event = kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
+            involved_object=kubernetes.client.V1ObjectReference(
+                api_version=body["apiVersion"], kind=body["kind"], name=meta["name"],
+                namespace=meta["namespace"], uid=meta["uid"]),
+            type=type_, reason=reason, message=message[:1024], count=1,
+            first_timestamp=now, last_timestamp=now,
+            source=kubernetes.client.V1EventSource(component="dreambooth-operator"),
+            reporting_component="dreambooth-operator", reporting_instance="dreambooth-operator",
+        )
+        try:
+            self.core.create_namespaced_event(meta["namespace"], event)
+        except ApiException as err:  # an Event is best effort; the status already says it
+            log.warning("could not post Event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], err.reason)
 
     def patch_status(self, namespace: str, name: str, status: dict) -> None:
         self.custom.patch_namespaced_custom_object_status(

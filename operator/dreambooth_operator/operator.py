@@ -143,7 +143,7 @@ def _reconcile(body) -> None:
     if clean != {k: v for k, v in status.items() if v is not None}:
         api.patch_status(namespace, name, clean)
     for event in decision.events:
-        kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
+        api.event(body, event.type, event.reason, event.message)
     metrics.PHASES.observe(namespace, name, clean.get("phase"))
     if decision.delete_job:
         log.info("TTL after finish expired: deleting %s/%s (its ModelArtifact stays)", namespace, name)

@@ -26,6 +26,13 @@ NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreacha
 def node_agent(cluster, session_dir):
     agent = NodeAgent(cluster, name="agent-0", workdir=session_dir / "node-agent-0",
                       images={"example.com/python": [sys.executable]}, heartbeat_seconds=1).start()
+    # A new Node carries the not-ready taint until the node-lifecycle controller sees it Ready.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        node = json.loads(cluster.kubectl("get", "node", agent.name, "-o", "json").stdout)
+        if not {t["key"] for t in node["spec"].get("taints") or []} & NOT_READY_TAINTS:
+            break
+        time.sleep(0.5)
     yield agent
     agent.stop()
 
