@@ -15,12 +15,12 @@ INSTALL_STAMP := $(VENV)/.installed
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-install: $(INSTALL_STAMP) ## Create .venv with both packages (editable), test tools and Prometheus
-$(INSTALL_STAMP): operator/pyproject.toml trainer-image/pyproject.toml requirements-test.txt
+install: $(INSTALL_STAMP) ## Create .venv with the packages (editable), test tools and Prometheus
+$(INSTALL_STAMP): api/pyproject.toml operator/pyproject.toml trainer-image/pyproject.toml requirements-test.txt
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || hack/install-system-packages.sh
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
-	$(UV) pip install --python $(PYTHON) -e operator -e trainer-image -r requirements-test.txt
+	$(UV) pip install --python $(PYTHON) -e api -e operator -e trainer-image -r requirements-test.txt
 	@# DeepSpeed's build imports torch, so it goes in after torch, without build isolation.
 	$(UV) pip install --python $(PYTHON) --no-build-isolation 'deepspeed>=0.15'
 	touch $@
@@ -45,13 +45,13 @@ e2e: binaries ## Run the end-to-end tests
 
 lint: install ## Lint the Python code with ruff
 	$(VENV)/bin/ruff check operator trainer-image tests bench
-	$(PYTHON) -m dreambooth_operator.api.crdgen --check
+	$(PYTHON) -m dreambooth_api.crdgen --check
 
 bench: install ## Run the CPU benchmarks under bench/ (they print figures)
 	@for script in bench/*_cpu.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done
 
 crds: install ## Regenerate crds/ from the pydantic models and copy them into the chart
-	$(PYTHON) -m dreambooth_operator.api.crdgen
+	$(PYTHON) -m dreambooth_api.crdgen
 	rm -f charts/dreambooth-operator/crds/*.yaml
 	cp crds/*.yaml charts/dreambooth-operator/crds/
 

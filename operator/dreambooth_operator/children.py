@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .api import DreamBoothJobSpec
-from .naming import (
+from dreambooth_api import DreamBoothJobSpec
+from dreambooth_api.jobconfig import render_job_config, to_env_value
+from dreambooth_api.names import (
     ATTEMPT_LABEL,
     COMPONENT_LABEL,
     JOB_NAME_LABEL,
@@ -24,8 +25,8 @@ from .naming import (
     rendezvous_service_name,
     train_job_name,
 )
+
 from .settings import OperatorSettings
-from .trainer_config import render_trainer_config, to_env_value
 
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 TRAINER_MODULE = "dreambooth_trainer"
@@ -49,14 +50,16 @@ class JobContext:
                settings: OperatorSettings) -> JobContext:
         storage = spec.storage.to_k8s() if spec.storage else None
         secret = (spec.storage.secret_ref.name if spec.storage and spec.storage.secret_ref else None)
-        return cls(name, namespace, uid, spec, settings,
-                   StorageLayout.for_job(settings, namespace, uid, storage),
-                   secret or settings.storage_secret_name)
+        layout = StorageLayout(bucket=(storage or {}).get("bucket") or settings.storage_bucket,
+                               prefix=(storage or {}).get("prefix") or settings.storage_prefix(namespace),
+                               job_uid=uid)
+        return cls(name, namespace, uid, spec, settings, layout, secret or settings.storage_secret_name)
 
 
 def _env(ctx: JobContext) -> list[dict]:
-    config = render_trainer_config(ctx.spec, name=ctx.name, uid=ctx.uid, layout=ctx.layout,
-                                   metrics_port=ctx.settings.trainer_metrics_port)
+    config = render_job_config(ctx.spec, name=ctx.name, uid=ctx.uid, layout=ctx.layout,
+                               metrics_port=ctx.settings.trainer_metrics_port,
+                               trainer_image=ctx.settings.trainer_image)
     env = [
         {"name": "DREAMBOOTH_JOB_CONFIG", "value": to_env_value(config)},
         {"name": "S3_ENDPOINT", "value": ctx.settings.storage_endpoint},

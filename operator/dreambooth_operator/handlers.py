@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import kopf
+from dreambooth_api.names import JOB_NAME_LABEL
 
 from . import operator
-from .naming import JOB_NAME_LABEL
 
 JOBS = ("dreambooth.dev", "v1alpha1", "dreamboothjobs")
 # A failed pass (API or storage hiccup) is retried soon, not after kopf's default minute.

@@ -7,10 +7,9 @@ import datetime
 import logging
 
 import kubernetes
+from dreambooth_api import GROUP, VERSION
+from dreambooth_api.names import JOB_NAME_LABEL
 from kubernetes.client.exceptions import ApiException
-
-from .api import GROUP, VERSION
-from .naming import JOB_NAME_LABEL
 
 log = logging.getLogger(__name__)
 

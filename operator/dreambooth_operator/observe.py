@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from . import conditions as cond
-from .children import STORAGE_KEYS, JobContext
-from .kube import Kube
-from .naming import (
+from dreambooth_api.names import (
     COMPONENT_LABEL,
     PRIORS,
     PUBLISH,
@@ -18,6 +15,10 @@ from .naming import (
     rendezvous_service_name,
     train_job_name,
 )
+
+from . import conditions as cond
+from .children import STORAGE_KEYS, JobContext
+from .kube import Kube
 from .observed import ChildJob, Observation, Problem
 from .storage import Credentials, Storage, split_s3
 

@@ -10,12 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 import kubernetes
+from dreambooth_api import GROUP, VERSION, DreamBoothJobSpec
+from dreambooth_api.names import JOB_NAME_LABEL
 
 from . import metrics
-from .api import GROUP, VERSION, DreamBoothJobSpec
 from .children import JobContext
 from .kube import Kube
-from .naming import JOB_NAME_LABEL
 from .observe import observe
 from .observed import Observation
 from .reconcile import TERMINAL, plan

@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
+from dreambooth_api.names import artifact_name, train_job_name
+
 from . import children
 from . import conditions as cond
 from .children import JobContext
-from .naming import artifact_name, train_job_name
 from .observed import Observation
 
 PENDING, PRIORS, TRAINING, PUBLISHING = "Pending", "GeneratingPriors", "Training", "Publishing"

@@ -11,8 +11,8 @@ from pathlib import Path
 import kubernetes
 import pytest
 import yaml
-from dreambooth_operator.api import DreamBoothJobSpec
-from dreambooth_operator.api.training import Prior
+from dreambooth_api import DreamBoothJobSpec
+from dreambooth_api.training import Prior
 
 from tests.integration.invalid_jobs import CASES, EXAMPLE, Case, invalid_job, valid_job
 

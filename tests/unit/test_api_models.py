@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dreambooth_operator.api import DreamBoothJob, DreamBoothJobSpec, DreamBoothJobStatus, ModelArtifactSpec
+from dreambooth_api import DreamBoothJob, DreamBoothJobSpec, DreamBoothJobStatus, ModelArtifactSpec
 from pydantic import ValidationError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cloody-job.yaml"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dreambooth_operator.api import DREAMBOOTH_JOB, KINDS, MODEL_ARTIFACT
-from dreambooth_operator.api.base import field
-from dreambooth_operator.api.crdgen import check, filename, main, render_crds
-from dreambooth_operator.api.dreamboothjob import DreamBoothJobSpec
-from dreambooth_operator.api.training import Lora, Training
+from dreambooth_api import DREAMBOOTH_JOB, KINDS, MODEL_ARTIFACT
+from dreambooth_api.base import field
+from dreambooth_api.crdgen import check, filename, main, render_crds
+from dreambooth_api.dreamboothjob import DreamBoothJobSpec
+from dreambooth_api.training import Lora, Training
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -107,7 +107,7 @@ def test_cli_runs_as_a_module(crds_copy):
     path = crds_copy / filename(DREAMBOOTH_JOB)
     path.write_text(path.read_text().replace("default: 512", "default: 768"))
     result = subprocess.run(
-        [sys.executable, "-m", "dreambooth_operator.api.crdgen", "--check", "--out", str(crds_copy)],
+        [sys.executable, "-m", "dreambooth_api.crdgen", "--check", "--out", str(crds_copy)],
         capture_output=True, text=True, check=False,
     )
     assert result.returncode == 1

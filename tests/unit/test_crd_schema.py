@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from dreambooth_operator.api import DREAMBOOTH_JOB, MODEL_ARTIFACT, DreamBoothJobSpec
-from dreambooth_operator.api.base import ApiModel, Kind, field
-from dreambooth_operator.api.crdgen import crd, filename, lint, render_crds
+from dreambooth_api import DREAMBOOTH_JOB, MODEL_ARTIFACT, DreamBoothJobSpec
+from dreambooth_api.base import ApiModel, Kind, field
+from dreambooth_api.crdgen import crd, filename, lint, render_crds
 
 
 def schema_of(kind: Kind) -> dict:

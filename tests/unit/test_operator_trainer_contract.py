@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from dreambooth_operator import children
-from dreambooth_operator.api import DreamBoothJobSpec
+from dreambooth_api import DreamBoothJobSpec
 from dreambooth_operator.settings import OperatorSettings
 from dreambooth_trainer.config import JobConfig
 

@@ -18,10 +18,10 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 import yaml
+from dreambooth_api import GROUP, VERSION
 from kubernetes.client.exceptions import ApiException
 from tqdm import tqdm
 
-from ..api import GROUP, VERSION
 from ..children import STORAGE_KEYS
 from ..storage import Credentials, split_s3
 from .kube import ARTIFACTS, CliError, Cluster, api_message

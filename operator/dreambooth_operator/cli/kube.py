@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import kubernetes
+from dreambooth_api import GROUP, VERSION
 from kubernetes.client.exceptions import ApiException
-
-from ..api import GROUP, VERSION
 
 JOBS, ARTIFACTS = "dreamboothjobs", "modelartifacts"
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

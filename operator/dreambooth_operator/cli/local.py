@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..api import DreamBoothJobSpec
-from ..naming import StorageLayout, artifact_name
+from dreambooth_api import DreamBoothJobSpec
+from dreambooth_api.names import StorageLayout, artifact_name
+
 from ..trainer_config import render_trainer_config
 
 TINY, REAL = "tiny", "real"

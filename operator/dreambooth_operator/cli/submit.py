@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import yaml
+from dreambooth_api import API_VERSION, GROUP, VERSION
 from kubernetes.client.exceptions import ApiException
 
-from ..api import API_VERSION, GROUP, VERSION
 from .kube import JOBS, CliError, Cluster, api_message
 
 KIND = "DreamBoothJob"

@@ -11,10 +11,10 @@ import time
 from dataclasses import dataclass
 
 import kubernetes
+from dreambooth_api import GROUP, VERSION
 from kubernetes.client.exceptions import ApiException
 from tqdm import tqdm
 
-from ..api import GROUP, VERSION
 from ..conditions import FAILED, VALIDATED, find
 from .kube import ARTIFACTS, JOBS, CliError, Cluster, api_message
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import datetime
 
-from dreambooth_operator.api import DreamBoothJobSpec
+from dreambooth_api import DreamBoothJobSpec
 from dreambooth_operator.children import JobContext
 from dreambooth_operator.observed import ChildJob, Observation, Problem
 from dreambooth_operator.settings import OperatorSettings

@@ -9,9 +9,14 @@ from typing import Literal
 
 from .base import PROMPT_MAX, UINT32_MAX, ApiModel, Prompt, Rule, cel, field, short_str
 
+# Names of diffusers.optimization.get_scheduler that need no extra arguments; the trainer runs
+# each of them (tests/unit/trainer/test_every_option.py trains a step with every one).
 LrScheduler = Literal[
     "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"
 ]
+MixedPrecision = Literal["no", "fp16", "bf16"]
+# When the spec leaves checkpointEverySteps unset (see its description).
+DEFAULT_CHECKPOINT_EVERY = 100
 
 
 class Sampler(ApiModel):
@@ -163,7 +168,7 @@ class Training(ApiModel):
     lr_scheduler: LrScheduler = field("Learning-rate schedule (diffusers get_scheduler names).", "constant")
     lr_warmup_steps: int = field("Linear warmup steps before the schedule.", 0, ge=0, le=100000)
     seed: int = field("Seed of initialisation, noise and data order.", 0, ge=0, le=UINT32_MAX)
-    mixed_precision: Literal["no", "fp16", "bf16"] = field(
+    mixed_precision: MixedPrecision = field(
         "Mixed precision of activations; bf16 needs Ampere or newer GPUs.", "fp16"
     )
     gradient_checkpointing: bool = field(
@@ -175,3 +180,7 @@ class Training(ApiModel):
     )
     checkpoints_to_keep: int = field("Most recent checkpoints kept in storage.", 2, ge=1, le=100)
     validation: Validation | None = field("Sample images rendered during training.", None)
+
+    @property
+    def checkpoint_interval(self) -> int:
+        return self.checkpoint_every_steps or min(DEFAULT_CHECKPOINT_EVERY, self.max_steps)

@@ -6,9 +6,12 @@ from typing import Literal
 
 from .base import DNS_SUBDOMAIN, QUALIFIED_NAME, ApiModel, Quantity, Rule, cel, field, short_str
 
+Backend = Literal["accelerate", "deepspeed"]
+ZeroStage = Literal[0, 1, 2, 3]
+
 
 class DeepSpeed(ApiModel):
-    zero_stage: Literal[0, 1, 2, 3] = field(
+    zero_stage: ZeroStage = field(
         "ZeRO stage: 1 shards optimizer state, 2 also gradients, 3 also parameters.", 2
     )
 
@@ -28,10 +31,18 @@ class Distributed(ApiModel):
 
     workers: int = field("Training pods.", 1, ge=1, le=64)
     gpus_per_worker: int = field("GPUs per training pod (one process each).", 1, ge=1, le=16)
-    backend: Literal["accelerate", "deepspeed"] = field(
+    backend: Backend = field(
         "accelerate (DDP) or deepspeed (ZeRO) data parallelism.", "accelerate"
     )
     deepspeed: DeepSpeed | None = field("DeepSpeed settings; only with backend deepspeed.", None)
+
+    @property
+    def world_size(self) -> int:
+        return self.workers * self.gpus_per_worker
+
+    @property
+    def zero_stage(self) -> int:
+        return (self.deepspeed or DeepSpeed()).zero_stage
 
 
 class Toleration(ApiModel):

@@ -1,16 +1,19 @@
-"""Deterministic names, labels and storage locations of everything a DreamBoothJob owns.
+"""The names every side of the contract shares: API group and plurals, labels, child names,
+the storage layout and the files in it, image suffixes, S3 error codes and exit codes.
 
 Names are derived from the job alone, so a restarted operator finds the children it made
-instead of making them twice.
+instead of making them twice; the trainer, the CLI and the tests read the same constants.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .settings import OperatorSettings
+from .base import GROUP
 
-GROUP = "dreambooth.dev"
+DREAMBOOTHJOBS = "dreamboothjobs"
+MODELARTIFACTS = "modelartifacts"
+
 JOB_NAME_LABEL = f"{GROUP}/job-name"
 COMPONENT_LABEL = f"{GROUP}/component"
 ATTEMPT_LABEL = f"{GROUP}/attempt"
@@ -18,6 +21,43 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "dreambooth-operator"}
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 PRIORS, TRAIN, PUBLISH = "priors", "train", "publish"
+TRAINER_CONTAINER = "trainer"
+
+# Exit codes of the trainer (and of its torchrun launcher), read by the Jobs' podFailurePolicy.
+EXIT_FAILED = 1  # unexpected: a retry may help
+EXIT_INVALID_INPUT = 2  # config, data, model or credentials: a retry cannot help
+EXIT_INTERRUPTED = 143  # SIGTERM, after a checkpoint was written: resume, do not count it
+
+# Files under a job's and an artifact's storage prefix.
+PROGRESS_FILE = "progress.json"
+RESULT_FILE = "result.json"
+METADATA_FILE = "metadata.json"
+WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+SAMPLES_DIR = "samples"
+# Photos a tenant may upload as instance data, and what prior images are stored as.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+PRIOR_IMAGE_PREFIX = "class-"
+
+# S3 error codes, as MinIO and AWS spell them.
+S3_DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"})
+S3_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject"})
+
+
+def is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def prior_image_name(index: int) -> str:
+    """Class image ``index`` (global over all shards): the same name whoever makes it."""
+    return f"{PRIOR_IMAGE_PREFIX}{index:06d}.png"
+
+
+def prior_manifest_name(shard: int, shards: int) -> str:
+    return f"manifest-{shard:04d}-of-{shards:04d}.json"
+
+
+def is_prior_manifest(name: str) -> bool:
+    return name.startswith("manifest-") and name.endswith(".json")
 
 
 def labels(job_name: str, component: str) -> dict[str, str]:
@@ -53,17 +93,8 @@ class StorageLayout:
     prefix: str
     job_uid: str
 
-    @classmethod
-    def for_job(cls, settings: OperatorSettings, namespace: str, uid: str, storage: dict | None) -> StorageLayout:
-        storage = storage or {}
-        return cls(
-            bucket=storage.get("bucket") or settings.storage_bucket,
-            prefix=(storage.get("prefix") or settings.storage_prefix(namespace)).strip("/"),
-            job_uid=uid,
-        )
-
     def _key(self, *parts: str) -> str:
-        return "/".join(p for p in (self.prefix, *parts) if p)
+        return "/".join(p for p in (self.prefix.strip("/"), *parts) if p)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -86,11 +117,11 @@ class StorageLayout:
 
     @property
     def progress_key(self) -> str:
-        return f"{self.job_key}/progress.json"
+        return f"{self.job_key}/{PROGRESS_FILE}"
 
     @property
     def result_key(self) -> str:
-        return f"{self.job_key}/result.json"
+        return f"{self.job_key}/{RESULT_FILE}"
 
     def artifacts_key(self, artifact: str) -> str:
         return self._key("artifacts", artifact) + "/"

@@ -1,0 +1,204 @@
+"""The files the trainer writes and the operator, the CLI and the tests read, as typed models.
+
+``progress.json`` (train, rank 0), ``result.json`` (publish, written last), ``metadata.json``
+(the artifact's lineage), the prior manifest per shard, and the ``DREAMBOOTH_RESULT`` line each
+phase ends with (also its termination message). Everything here may come from a tenant's
+storage, so readers parse it with a size cap and a model: a wrong file is an error, not a dict.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+# progress.json and result.json are a few hundred bytes; metadata.json lists the instance
+# photos and samples. Anything larger is not ours.
+MAX_FILE_BYTES = 1 << 20
+RESULT_PREFIX = "DREAMBOOTH_RESULT "
+SHA256 = r"^[0-9a-f]{64}$"
+
+
+class FileError(ValueError):
+    """A contract file that is too large or does not parse into its model."""
+
+
+class ContractFile(BaseModel):
+    """camelCase JSON, unknown keys refused: a renamed key fails where it is read, not later."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def dumps(self, indent: int | None = None) -> bytes:
+        return self.model_dump_json(by_alias=True, exclude_none=True, indent=indent).encode()
+
+    @classmethod
+    def loads(cls, data: bytes | str, limit: int = MAX_FILE_BYTES) -> Self:
+        if len(data) > limit:
+            raise FileError(f"{cls.__name__}: {len(data)} bytes, more than the {limit} allowed")
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            raise FileError(f"{cls.__name__}: {exc}") from exc
+
+
+Losses = dict[Literal["loss", "instanceLoss", "priorLoss"], float]
+
+
+class Progress(ContractFile):
+    """``progress.json``: written by train's rank 0 at start, each checkpoint, the end, and every
+    few seconds in between."""
+
+    step: int = Field(ge=0)
+    max_steps: int = Field(ge=1)
+    world_size: int = Field(ge=1)
+    time: float = Field(description="Unix time of the write.")
+    loss: float | None = None
+    instance_loss: float | None = None
+    prior_loss: float | None = None
+    learning_rate: float | None = None
+    images_per_second: float | None = Field(None, ge=0)
+    steps_per_second: float | None = Field(None, ge=0)
+    last_checkpoint: str | None = None
+
+
+class PublishResult(ContractFile):
+    """``result.json``: what publish uploaded; written last, so its presence means published."""
+
+    artifact_uri: str
+    adapter_uri: str
+    metadata_uri: str
+    sample_images: list[str] = []
+    sha256: str = Field(pattern=SHA256)
+    size_bytes: int = Field(ge=0)
+    base_model_revision: str | None = None
+    hyperparameters: dict[str, Any] = {}
+    metrics: dict[str, float] = {}
+    step: int = Field(ge=0)
+
+
+class PriorSettings(ContractFile):
+    """Everything that decides the pixels of a class image."""
+
+    base_model: str
+    revision: str | None = None
+    class_prompt: str
+    resolution: int
+    steps: int
+    guidance_scale: float
+    seed: int
+    seed_derivation: str
+
+
+class PriorManifest(ContractFile):
+    """``manifest-<shard>-of-<shards>.json`` beside the class images of one shard."""
+
+    settings: PriorSettings
+    shard: int = Field(ge=0)
+    shards: int = Field(ge=1)
+    num_images: int = Field(ge=1)
+    images: list[str]
+    generated: list[str]
+    trainer_version: str
+
+
+class JobRef(ContractFile):
+    name: str
+    uid: str
+
+
+class InstanceImage(ContractFile):
+    name: str
+    sha256: str = Field(pattern=SHA256)
+
+
+class InstanceLineage(ContractFile):
+    prompt: str
+    data_uri: str
+    data_sha256: str = Field(pattern=SHA256)
+    images: list[InstanceImage]
+
+
+class BaseModelLineage(ContractFile):
+    uri: str
+    revision: str | None = None
+
+
+class PriorLineage(ContractFile):
+    enabled: bool
+    num_images: int | None = None
+    loss_weight: float | None = None
+    settings: PriorSettings | None = None
+
+
+class Sample(ContractFile):
+    prompt: str
+    file: str = Field(description="Path relative to the artifact's directory.")
+
+
+class ArtifactMetadata(ContractFile):
+    """``metadata.json``: the artifact's lineage, uploaded after the adapter and its samples."""
+
+    format: Literal["diffusers-lora"] = "diffusers-lora"
+    weight_name: str
+    sha256: str = Field(pattern=SHA256)
+    size_bytes: int = Field(ge=0)
+    artifact_name: str
+    job: JobRef
+    base_model: BaseModelLineage
+    instance: InstanceLineage
+    prior: PriorLineage
+    hyperparameters: dict[str, Any]
+    training: dict[str, float | int | None]
+    samples: list[Sample]
+    trainer_version: str
+    trainer_image: str | None = Field(None, description="The image the job's pods ran.")
+
+
+class PriorSummary(ContractFile):
+    shard: int
+    shards: int
+    generated: int
+    skipped: int
+
+
+class TrainSummary(ContractFile):
+    step: int
+    loss: float | None = None
+    instance_loss: float | None = None
+    prior_loss: float | None = None
+    last_checkpoint: str
+    world_size: int
+    adapter_digest: str = Field(pattern=SHA256)
+
+
+class PhaseReport(ContractFile):
+    """The ``DREAMBOOTH_RESULT {json}`` line a phase ends with, also its termination message."""
+
+    phase: Literal["prior", "train", "publish"]
+    status: Literal["Succeeded", "Failed", "Interrupted"]
+    rank: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    step: int | None = None
+    prior: PriorSummary | None = None
+    train: TrainSummary | None = None
+    publish: PublishResult | None = None
+
+    def line(self) -> str:
+        return RESULT_PREFIX + self.dumps().decode()
+
+    @classmethod
+    def find(cls, text: str) -> PhaseReport | None:
+        """The last report in ``text`` (a log or a termination message), or None."""
+        found = None
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith(RESULT_PREFIX):
+                line = line[len(RESULT_PREFIX):]
+            if line.startswith("{"):
+                try:
+                    found = cls.loads(line)
+                except FileError:
+                    continue
+        return found
