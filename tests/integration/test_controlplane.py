@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 
 import kubernetes
 import pytest
 
+from tests.support.wait import wait_for
+
 GPU = "nvidia.com/gpu"
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.3)
-    raise TimeoutError(f"{what} not reached within {timeout}s")
 
 
 def gpu_job(name: str, gpus: int, parallelism: int = 2) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from dreambooth_api import DreamBoothJobSpec
 from dreambooth_api.training import Prior
 
 from tests.integration.invalid_jobs import CASES, EXAMPLE, Case, invalid_job, valid_job
+from tests.support.wait import wait_for
 
 GROUP, VERSION = "dreambooth.dev", "v1alpha1"
 SHA = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -106,13 +106,9 @@ def test_example_is_accepted_and_printed_with_columns(cluster, dreambooth_crds, 
 
 def test_explain_documents_the_api(cluster, dreambooth_crds):
     # The apiserver publishes a new CRD's OpenAPI asynchronously.
-    deadline = time.monotonic() + 60
-    while True:
-        result = cluster.kubectl("explain", "dreamboothjob.spec.prior", check=False)
-        if result.returncode == 0 and "classPrompt" in result.stdout or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert result.returncode == 0, result.stderr
+    result = wait_for(lambda: (r := cluster.kubectl("explain", "dreamboothjob.spec.prior", check=False))
+                      .returncode == 0 and "classPrompt" in r.stdout and r, what="kubectl explain of spec.prior",
+                      interval=1)
     text = " ".join(result.stdout.split())
     for info in Prior.model_fields.values():
         assert info.alias in text

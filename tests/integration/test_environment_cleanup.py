@@ -8,8 +8,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.support.wait import wait_for
 
 CHILD_TEST = '''
 import json, os, pathlib
@@ -32,15 +33,6 @@ def alive(pid: int) -> bool:
     # A zombie is dead for our purposes.
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split()[2] != "Z"
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(what)
 
 
 def child_pytest(repo_root: Path, tmp_path: Path, **env: str) -> tuple[subprocess.Popen, Path]:
@@ -68,13 +60,13 @@ def test_killed_session_takes_its_servers_down(repo_root, tmp_path):
     os.mkfifo(tmp_path / "report.json.never")  # the child blocks reading it, servers up
     process, report = child_pytest(repo_root, tmp_path, HANG="1")
     try:
-        wait_until(report.exists, 300, "child session to start its servers")
+        wait_for(report.exists, 300, "child session to start its servers")
         state = json.loads(report.read_text())
         assert all(alive(pid) for pid in state["pids"])
         process.send_signal(signal.SIGKILL)  # no finalizer runs: only the kernel can clean up
         process.wait(timeout=30)
-        wait_until(lambda: not any(alive(pid) for pid in state["pids"]), 30,
-                   "servers to die with the session that started them")
+        wait_for(lambda: not any(alive(pid) for pid in state["pids"]), 60,
+                 "servers to die with the session that started them")
     finally:
         process.kill()
         if report.exists():

@@ -16,10 +16,16 @@ import pytest
 from tests.support.node_agent import NodeAgent
 from tests.support.podenv import GPU_RESOURCE, TEST_NODE_LABEL
 from tests.support.processes import free_port
+from tests.support.wait import TIMEOUT, wait_for
 
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 COMPLETION_INDEX = f"metadata.annotations['{INDEX_ANNOTATION}']"
 NOT_READY_TAINTS = {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
+
+
+def taints(cluster, node: str) -> set[str]:
+    spec = json.loads(cluster.kubectl("get", "node", node, "-o", "json").stdout)["spec"]
+    return {t["key"] for t in spec.get("taints") or []}
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +33,7 @@ def node_agent(cluster, session_dir):
     agent = NodeAgent(cluster, name="agent-0", workdir=session_dir / "node-agent-0",
                       images={"example.com/python": [sys.executable]}, heartbeat_seconds=1).start()
     # A new Node carries the not-ready taint until the node-lifecycle controller sees it Ready.
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        node = json.loads(cluster.kubectl("get", "node", agent.name, "-o", "json").stdout)
-        if not {t["key"] for t in node["spec"].get("taints") or []} & NOT_READY_TAINTS:
-            break
-        time.sleep(0.5)
+    wait_for(lambda: not taints(cluster, agent.name) & NOT_READY_TAINTS, what=f"{agent.name} without not-ready taints")
     yield agent
     agent.stop()
 
@@ -47,8 +48,8 @@ def api(cluster):
 def ns(namespace, api):
     """A fresh namespace whose default ServiceAccount exists, so pods are admitted at once."""
     core = kubernetes.client.CoreV1Api(api)
-    wait_for(core.list_namespaced_service_account, lambda accounts: "default" in accounts, namespace=namespace,
-             what="default ServiceAccount")
+    watch_for(core.list_namespaced_service_account, lambda accounts: "default" in accounts, namespace=namespace,
+              what="default ServiceAccount")
     return namespace
 
 
@@ -82,7 +83,7 @@ def node_stays_ready(cluster, node_agent):
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def wait_for(list_call, predicate, timeout: float = 30, what: str = "condition", **kwargs):
+def watch_for(list_call, predicate, timeout: float = TIMEOUT, what: str = "condition", **kwargs):
     """List objects, then watch them until `predicate({name: object})` holds; return its value."""
     listing = json.loads(list_call(_preload_content=False, **kwargs).data)
     objects = {o["metadata"]["name"]: o for o in listing["items"]}
@@ -101,7 +102,7 @@ def wait_for(list_call, predicate, timeout: float = 30, what: str = "condition",
                 objects[obj["metadata"]["name"]] = obj
             if result := predicate(objects):
                 return result
-    raise TimeoutError(f"{what} not reached within {timeout}s; last seen: {json.dumps(objects)[:3000]}")
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last seen: {json.dumps(objects)[:3000]}")
 
 
 def python_job(name: str, script: str, parallelism: int = 1, indexed: bool = True, **pod_spec) -> dict:
@@ -139,8 +140,8 @@ def run_job(api, namespace: str, job: dict, timeout: float = 30) -> tuple[str, l
     batch, core = kubernetes.client.BatchV1Api(api), kubernetes.client.CoreV1Api(api)
     batch.create_namespaced_job(namespace, job)
     name = job["metadata"]["name"]
-    outcome = wait_for(batch.list_namespaced_job, job_finished(name), timeout, f"job {name} finished",
-                       namespace=namespace)
+    outcome = watch_for(batch.list_namespaced_job, job_finished(name), timeout, f"job {name} finished",
+                        namespace=namespace)
     pods = json.loads(core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={name}",
                                                _preload_content=False).data)["items"]
     return outcome, sorted(pods, key=lambda p: int((p["metadata"].get("annotations") or {}).get(INDEX_ANNOTATION, 0)))
@@ -152,16 +153,6 @@ def pod_finished(name: str):
 
 def terminated(pod: dict) -> dict:
     return pod["status"]["containerStatuses"][0]["state"]["terminated"]
-
-
-def eventually(predicate, timeout: float = 20, what: str = "condition"):
-    """For what only this machine knows (logs, processes): poll."""
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout}s")
-        time.sleep(0.05)
-    return result
 
 
 def alive(pid: int) -> bool:
@@ -184,10 +175,11 @@ def test_node_registers_with_gpus_and_renews_its_lease(api, node_agent):
     assert node.status.allocatable[GPU_RESOURCE] == node.status.capacity[GPU_RESOURCE] == "8"
     heartbeat = next(c for c in node.status.conditions if c.type == "Ready").last_heartbeat_time
     renewed = coordination.read_namespaced_lease(node_agent.name, "kube-node-lease").spec.renew_time
-    time.sleep(2.5)  # heartbeat_seconds=1
-    assert coordination.read_namespaced_lease(node_agent.name, "kube-node-lease").spec.renew_time > renewed
-    node = core.read_node(node_agent.name)
-    assert next(c for c in node.status.conditions if c.type == "Ready").last_heartbeat_time > heartbeat
+    # heartbeat_seconds=1
+    wait_for(lambda: coordination.read_namespaced_lease(node_agent.name, "kube-node-lease").spec.renew_time > renewed,
+             30, "the node lease renewed")
+    wait_for(lambda: next(c for c in core.read_node(node_agent.name).status.conditions if c.type == "Ready")
+             .last_heartbeat_time > heartbeat, 30, "a newer Ready heartbeat")
 
 
 def test_indexed_job_runs_with_resolved_env(api, ns, node_agent):
@@ -264,7 +256,7 @@ def test_single_pods_report_messages_restarts_and_unknown_images(api, ns, node_a
     for pod in (writes_message, restarts, unknown):
         core.create_namespaced_pod(ns, pod)
 
-    done = {name: wait_for(core.list_namespaced_pod, pod_finished(name), what=f"{name} finished", namespace=ns)
+    done = {name: watch_for(core.list_namespaced_pod, pod_finished(name), what=f"{name} finished", namespace=ns)
             for name in ("writes-message", "restarts", "unknown-image")}
 
     assert done["writes-message"]["status"]["phase"] == "Succeeded"
@@ -280,8 +272,8 @@ def test_single_pods_report_messages_restarts_and_unknown_images(api, ns, node_a
     assert "example.org/unknown:1" in failed["message"]
 
     core.delete_namespaced_pod("writes-message", ns)  # nothing runs: the agent confirms the deletion at once
-    wait_for(core.list_namespaced_pod, lambda pods: "writes-message" not in pods, timeout=10,
-             what="finished pod deleted", namespace=ns)
+    watch_for(core.list_namespaced_pod, lambda pods: "writes-message" not in pods, timeout=20,
+              what="finished pod deleted", namespace=ns)
 
 
 def test_pod_waits_for_a_secret_created_after_it(api, ns, node_agent):
@@ -289,14 +281,14 @@ def test_pod_waits_for_a_secret_created_after_it(api, ns, node_agent):
     env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "late", "key": "token"}}}]
     core.create_namespaced_pod(ns, python_pod("early", "import os; print('token', os.environ['TOKEN'])",
                                               container={"env": env}))
-    waiting = wait_for(core.list_namespaced_pod, lambda pods: next(
+    waiting = watch_for(core.list_namespaced_pod, lambda pods: next(
         (s["state"]["waiting"] for s in pods.get("early", {}).get("status", {}).get("containerStatuses", [])
          if (s["state"].get("waiting") or {}).get("reason") == "CreateContainerConfigError"), None),
         what="early waiting for its Secret", namespace=ns)
     assert waiting["message"] == 'secret "late" not found'
 
     core.create_namespaced_secret(ns, {"metadata": {"name": "late"}, "stringData": {"token": "arrived"}})
-    pod = wait_for(core.list_namespaced_pod, pod_finished("early"), what="early finished", namespace=ns)
+    pod = watch_for(core.list_namespaced_pod, pod_finished("early"), what="early finished", namespace=ns)
 
     assert pod["status"]["phase"] == "Succeeded"
     assert "token arrived" in node_agent.logs(ns, "early")
@@ -373,17 +365,17 @@ def test_deleting_a_running_job_stops_its_process_and_its_pod(api, ns, node_agen
     """
     batch.create_namespaced_job(ns, python_job("sleeper", script, indexed=False, terminationGracePeriodSeconds=5))
     selector = "batch.kubernetes.io/job-name=sleeper"
-    pod = wait_for(core.list_namespaced_pod, lambda pods: next(
+    pod = watch_for(core.list_namespaced_pod, lambda pods: next(
         (p for p in pods.values() if p.get("status", {}).get("phase") == "Running"), None),
         what="sleeper running", namespace=ns, label_selector=selector)
     name = pod["metadata"]["name"]
     pid = node_agent.pid(ns, name)
     assert pid and alive(pid)
-    eventually(lambda: "ready" in node_agent.logs(ns, name), what="SIGTERM handler installed")
+    wait_for(lambda: "ready" in node_agent.logs(ns, name), what="SIGTERM handler installed")
 
     batch.delete_namespaced_job("sleeper", ns, propagation_policy="Background")
-    wait_for(core.list_namespaced_pod, lambda pods: name not in pods or None, what="sleeper pod gone",
-             namespace=ns, label_selector=selector)
+    watch_for(core.list_namespaced_pod, lambda pods: name not in pods or None, what="sleeper pod gone",
+              namespace=ns, label_selector=selector)
 
     assert not alive(pid)
     assert "got SIGTERM, exiting" in node_agent.logs(ns, name)
@@ -398,13 +390,13 @@ def test_pod_ignoring_sigterm_is_killed_after_its_grace_period(api, ns, node_age
         time.sleep(120)
     """
     core.create_namespaced_pod(ns, python_pod("stubborn", script, terminationGracePeriodSeconds=1))
-    eventually(lambda: "ignoring SIGTERM" in node_agent.logs(ns, "stubborn"), what="stubborn running")
+    wait_for(lambda: "ignoring SIGTERM" in node_agent.logs(ns, "stubborn"), what="stubborn running")
     pid = node_agent.pid(ns, "stubborn")
 
     started = time.monotonic()
     core.delete_namespaced_pod("stubborn", ns)
-    wait_for(core.list_namespaced_pod, lambda pods: "stubborn" not in pods or None, what="stubborn gone",
-             namespace=ns)
+    watch_for(core.list_namespaced_pod, lambda pods: "stubborn" not in pods or None, what="stubborn gone",
+              namespace=ns)
 
     assert time.monotonic() - started >= 1
     assert pid and not alive(pid)
@@ -418,7 +410,7 @@ def test_stopped_agent_leaves_no_process_behind(cluster, session_dir, api, ns):
         pod = python_pod("orphan", "import time; print('up', flush=True); time.sleep(120)",
                          nodeSelector={"kubernetes.io/hostname": "agent-stop"})
         core.create_namespaced_pod(ns, pod)
-        pid = eventually(lambda: "up" in agent.logs(ns, "orphan") and agent.pid(ns, "orphan"), what="orphan running")
+        pid = wait_for(lambda: "up" in agent.logs(ns, "orphan") and agent.pid(ns, "orphan"), what="orphan running")
     finally:
         agent.stop()
 

@@ -8,11 +8,12 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from .wait import poll, wait_for
 
 _PR_SET_PDEATHSIG = 1
 
@@ -73,14 +74,9 @@ class Process:
             )
 
     def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
-        """Poll `ready` until it holds, failing early if the process dies."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_running()
-            if ready():
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"{self.name}: {what} not reached in {timeout:.0f}s:\n{self.log_tail()}")
+        """Wait for `ready`, failing early if the process dies."""
+        wait_for(lambda: self.check_running() or ready(), timeout,
+                 lambda: f"{self.name}: {what}; last log lines:\n{self.log_tail()}", interval=0.2)
 
     def stop(self, grace: float = 10.0) -> None:
         stop_pid(self.pid, grace)
@@ -93,22 +89,23 @@ def stop_pid(pid: int, grace: float = 10.0) -> None:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        try:  # reap our own child so it does not linger as a zombie
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except ChildProcessError:
-            pass
-        time.sleep(0.1)
+    poll(lambda: _group_gone(pid), grace, interval=0.1)
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _group_gone(pid: int) -> bool:
+    try:  # reap our own child first, or its zombie keeps the group alive
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import requests
 import yaml
 
 from .processes import Process, free_port, http_ok
+from .wait import TIMEOUT, wait_for
 
 # Busy 2-core CI machines answer slowly: a 1 s timeout loses scrapes of training processes.
 SCRAPE_INTERVAL = "2s"
@@ -101,17 +101,11 @@ class PrometheusServer:
             raise RuntimeError(f"query {promql!r} failed: {body}")
         return body["data"]["result"]
 
-    def wait_for(self, promql: str, timeout: float = 60) -> list[dict]:
+    def wait_for(self, promql: str, timeout: float = TIMEOUT) -> list[dict]:
         """Poll an instant query until it returns a non-empty result."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if result := self.query(promql):
-                return result
-            time.sleep(0.5)
-        raise TimeoutError(
-            f"no result for {promql!r} within {timeout}s; targets: "
-            f"{requests.get(f'{self.url}/api/v1/targets', timeout=10).text[:2000]}"
-        )
+        return wait_for(lambda: self.query(promql), timeout, lambda: (
+            f"a result for {promql!r}; targets: {requests.get(f'{self.url}/api/v1/targets', timeout=10).text[:2000]}"
+        ), interval=0.5)
 
     def graph_url(self, promql: str) -> str:
         return f"{self.url}/graph?g0.expr={urllib.parse.quote(promql)}"
