@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dreambooth_api import DreamBoothJobSpec
+from dreambooth_api import API_VERSION, DreamBoothJobSpec
+from dreambooth_api.files import PublishResult
 from dreambooth_api.jobconfig import render_job_config, to_env_value
 from dreambooth_api.names import (
     ATTEMPT_LABEL,
     COMPONENT_LABEL,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID_INPUT,
     JOB_NAME_LABEL,
     KUEUE_QUEUE_LABEL,
     PRIORS,
     PUBLISH,
     TRAIN,
+    TRAINER_CONTAINER,
     StorageLayout,
+    artifact_name,
     labels,
     priors_job_name,
     publish_job_name,
@@ -29,7 +34,6 @@ from dreambooth_api.names import (
 from .settings import OperatorSettings
 
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-TRAINER_MODULE = "dreambooth_trainer"
 STORAGE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
@@ -54,6 +58,10 @@ class JobContext:
                                prefix=(storage or {}).get("prefix") or settings.storage_prefix(namespace),
                                job_uid=uid)
         return cls(name, namespace, uid, spec, settings, layout, secret or settings.storage_secret_name)
+
+    @property
+    def artifact(self) -> str:
+        return artifact_name(self.name, self.spec.output.artifact_name if self.spec.output else None)
 
 
 def _env(ctx: JobContext) -> list[dict]:
@@ -91,7 +99,7 @@ def _pod_template(ctx: JobContext, component: str, args: list[str], gpus: int,
     pod_spec: dict = {
         "restartPolicy": "Never",
         "containers": [{
-            "name": "trainer",
+            "name": TRAINER_CONTAINER,
             "image": ctx.settings.trainer_image,
             "imagePullPolicy": ctx.settings.trainer_image_pull_policy,
             "args": args,
@@ -121,10 +129,22 @@ def _pod_template(ctx: JobContext, component: str, args: list[str], gpus: int,
     return {"metadata": {"labels": pod_labels}, "spec": pod_spec}
 
 
+# Every Job of a DreamBoothJob: invalid input (exit 2) fails it at once, without retries; a pod
+# disrupted by preemption, eviction or a node drain, or stopped by SIGTERM after writing a
+# checkpoint (exit 143), is replaced without counting against backoffLimit.
+POD_FAILURE_POLICY = {"rules": [
+    {"action": "FailJob",
+     "onExitCodes": {"containerName": TRAINER_CONTAINER, "operator": "In", "values": [EXIT_INVALID_INPUT]}},
+    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    {"action": "Ignore",
+     "onExitCodes": {"containerName": TRAINER_CONTAINER, "operator": "In", "values": [EXIT_INTERRUPTED]}},
+]}
+
+
 def _job(ctx: JobContext, name: str, component: str, template: dict, spec: dict,
          extra_labels: dict | None = None) -> dict:
     job_labels = {**labels(ctx.name, component), **(extra_labels or {})}
-    job_spec = {"template": template, **spec}
+    job_spec = {"template": template, **spec, "podFailurePolicy": POD_FAILURE_POLICY}
     if ctx.spec.queue_name:
         # Kueue admits the Job by unsuspending it.
         job_labels[KUEUE_QUEUE_LABEL] = ctx.spec.queue_name
@@ -183,11 +203,11 @@ def build_training_job(ctx: JobContext, attempt: int) -> dict:
         {"name": "WORLD_SIZE", "value": str(dist.workers * dist.gpus_per_worker)},
     ]
     attempt_label = {ATTEMPT_LABEL: str(attempt)}
-    template = _pod_template(ctx, TRAIN, [], gpus=dist.gpus_per_worker, extra_env=torchrun_env,
+    # `train` launches torchrun itself (from the PET_* variables) and exits with its workers'
+    # own code, which the podFailurePolicy reads; torchrun alone would turn every failure into 1.
+    template = _pod_template(ctx, TRAIN, ["train"], gpus=dist.gpus_per_worker, extra_env=torchrun_env,
                              extra_labels=attempt_label)
     container = template["spec"]["containers"][0]
-    container["command"] = ["torchrun"]
-    container["args"] = ["-m", TRAINER_MODULE, "train"]
     container["ports"].append({"name": "rendezvous", "containerPort": ctx.settings.rendezvous_port})
     template["spec"]["subdomain"] = service
     return _job(ctx, name, TRAIN, template, {
@@ -209,30 +229,27 @@ def build_publish_job(ctx: JobContext) -> dict:
     })
 
 
-def build_model_artifact(ctx: JobContext, result: dict, artifact: str) -> dict:
+def build_model_artifact(ctx: JobContext, result: PublishResult) -> dict:
     """The ModelArtifact recording a published adapter; deliberately not owned by the job."""
     spec = ctx.spec
+    revision = result.base_model_revision or spec.base_model.revision
     artifact_spec = {
         "format": "diffusers-lora-safetensors",
-        "uri": result["adapterUri"],
-        "sha256": result["sha256"],
-        "sizeBytes": int(result["sizeBytes"]),
-        "baseModel": {k: v for k, v in {"uri": spec.base_model.uri,
-                                        "revision": result.get("baseModelRevision") or spec.base_model.revision}.items()
-                      if v},
+        "uri": result.adapter_uri,
+        "sha256": result.sha256,
+        "sizeBytes": result.size_bytes,
+        "baseModel": {"uri": spec.base_model.uri, **({"revision": revision} if revision else {})},
         "prompts": {"instance": spec.instance.prompt,
                     **({"class": spec.prior.class_prompt} if spec.prior and spec.prior.enabled else {})},
-        "hyperparameters": result.get("hyperparameters") or {},
+        "hyperparameters": result.hyperparameters,
         "sourceJob": {"name": ctx.name, "uid": ctx.uid},
-        "sampleImages": list(result.get("sampleImages") or [])[:32],
-        "metrics": {k: float(v) for k, v in (result.get("metrics") or {}).items()},
+        "sampleImages": result.sample_images[:32],
+        "metadataUri": result.metadata_uri,
+        "metrics": result.metrics,
     }
-    if result.get("metadataUri"):
-        artifact_spec["metadataUri"] = result["metadataUri"]
     return {
-        "apiVersion": "dreambooth.dev/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": "ModelArtifact",
-        "metadata": {"name": artifact, "namespace": ctx.namespace,
-                     "labels": {**labels(ctx.name, PUBLISH)}},
+        "metadata": {"name": ctx.artifact, "namespace": ctx.namespace, "labels": labels(ctx.name, PUBLISH)},
         "spec": artifact_spec,
     }

@@ -14,7 +14,11 @@ SUSPENDED = "Suspended"
 COMPLETE = "Complete"
 FAILED = "Failed"
 
-ORDER = (VALIDATED, PRIORS_READY, TRAINED, PUBLISHED, SUSPENDED, COMPLETE, FAILED)
+# Of a ModelArtifact: its adapter's sha256 was checked in storage; Ready: usable.
+VERIFIED = "Verified"
+READY = "Ready"
+
+ORDER = (VALIDATED, PRIORS_READY, TRAINED, PUBLISHED, SUSPENDED, COMPLETE, FAILED, VERIFIED, READY)
 
 
 def find(conditions: list[dict] | None, type_: str) -> dict | None:

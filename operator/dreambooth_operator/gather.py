@@ -1,15 +1,15 @@
-"""Gather one job's Observation: its children from the API server, its data from storage."""
+"""Gather one job's Observation (I/O): its children from the API server, its files from storage."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
+from dreambooth_api.files import Progress, PublishResult
 from dreambooth_api.names import (
     COMPONENT_LABEL,
-    PRIORS,
-    PUBLISH,
+    EXIT_INVALID_INPUT,
     TRAIN,
-    artifact_name,
     priors_job_name,
     publish_job_name,
     rendezvous_service_name,
@@ -19,11 +19,11 @@ from dreambooth_api.names import (
 from . import conditions as cond
 from .children import STORAGE_KEYS, JobContext
 from .kube import Kube
-from .observed import ChildJob, Observation, Problem
-from .storage import Credentials, Storage, split_s3
+from .observation import ArtifactState, ChildJob, Observation, Problem
+from .storage import Credentials, Storage
 
 
-def observe(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime) -> Observation:
+def gather(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime) -> Observation:
     jobs = {j["metadata"]["name"]: j for j in kube.child_jobs(ctx.namespace, ctx.name)}
     services = {s["metadata"]["name"] for s in kube.child_services(ctx.namespace, ctx.name)}
     attempt = ((status.get("training") or {}).get("restarts")) or 0
@@ -32,37 +32,46 @@ def observe(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime) -
     stale = tuple(("Job", name) for name, job in jobs.items()
                   if job["metadata"]["labels"].get(COMPONENT_LABEL) == TRAIN and name != current_train
                   and not job["metadata"].get("deletionTimestamp"))
-    problems, storage = check_inputs(kube, ctx, status)
+    existing = kube.artifact(ctx.namespace, ctx.artifact)
+    problems, storage = check_inputs(kube, ctx, status, existing)
     obs = dict(
         now=now,
         problems=tuple(problems),
-        priors_job=_child(jobs.get(priors_job_name(ctx.name))),
-        train_job=_child(jobs.get(current_train)),
+        priors_job=_child(kube, ctx, jobs.get(priors_job_name(ctx.name))),
+        train_job=_child(kube, ctx, jobs.get(current_train)),
         service_exists=rendezvous_service_name(ctx.name) in services,
-        publish_job=_child(jobs.get(publish_job_name(ctx.name))),
+        publish_job=_child(kube, ctx, jobs.get(publish_job_name(ctx.name))),
         stale_children=stale,
     )
     if storage is None:
         return Observation(**obs)
     layout, spec = ctx.layout, ctx.spec
     if spec.prior and spec.prior.enabled:
-        obs["priors_ready"] = storage.count(layout.bucket, layout.priors_key)
-    obs["progress"] = storage.read_json(layout.bucket, layout.progress_key)
-    obs["result"] = storage.read_json(layout.bucket, layout.result_key)
-    name = artifact_name(ctx.name, spec.output.artifact_name if spec.output else None)
-    existing = kube.artifact(ctx.namespace, name)
-    obs["artifact_exists"] = existing is not None
+        obs["priors_ready"] = storage.count_priors(layout.bucket, layout.priors_key)
+    obs["progress"] = storage.read(layout.bucket, layout.progress_key, Progress)
+    obs["result"] = result = storage.read(layout.bucket, layout.result_key, PublishResult)
+    if existing is not None:
+        phase = (existing.get("status") or {}).get("phase")
+        obs["artifact"] = ArtifactState((existing["spec"].get("sourceJob") or {}).get("uid"), phase)
+    if result is not None and (existing is None or obs["artifact"].phase != "Ready"):
+        # Verified once, before the artifact is marked Ready; a Ready artifact is not re-read.
+        obs["adapter_sha256"] = storage.sha256(result.adapter_uri)
     return Observation(**obs)
 
 
-def _child(obj: dict | None) -> ChildJob | None:
+def _child(kube: Kube, ctx: JobContext, obj: dict | None) -> ChildJob | None:
     if obj is not None and obj["metadata"].get("deletionTimestamp"):
         # Still going away (e.g. after a suspend): neither usable nor safe to recreate yet.
-        return ChildJob(name=obj["metadata"]["name"], finished=None, message="terminating", active=1)
-    return ChildJob.from_object(obj)
+        return ChildJob(name=obj["metadata"]["name"], message="terminating", active=1)
+    child = ChildJob.from_object(obj)
+    if child is not None and child.input_rejected:
+        report = kube.failure_report(ctx.namespace, child.name, EXIT_INVALID_INPUT)
+        child = dataclasses.replace(child, report=report)
+    return child
 
 
-def check_inputs(kube: Kube, ctx: JobContext, status: dict) -> tuple[list[Problem], Storage | None]:
+def check_inputs(kube: Kube, ctx: JobContext, status: dict,
+                 artifact: dict | None) -> tuple[list[Problem], Storage | None]:
     """What a schema cannot say: the Secrets, bucket, data and model the job needs exist."""
     problems: list[Problem] = []
     settings, spec = ctx.settings, ctx.spec
@@ -97,12 +106,7 @@ def check_inputs(kube: Kube, ctx: JobContext, status: dict) -> tuple[list[Proble
     if spec.resources.priority_class_name and not kube.priority_class_exists(spec.resources.priority_class_name):
         problems.append(Problem("PriorityClassNotFound",
                                 f"PriorityClass {spec.resources.priority_class_name!r} does not exist"))
-    name = artifact_name(ctx.name, spec.output.artifact_name if spec.output else None)
-    existing = kube.artifact(ctx.namespace, name)
-    if existing and (existing["spec"].get("sourceJob") or {}).get("uid") != ctx.uid:
-        problems.append(Problem("ArtifactNameTaken",
-                                f"ModelArtifact {name!r} already exists from another job; set output.artifactName"))
+    if artifact and (artifact["spec"].get("sourceJob") or {}).get("uid") != ctx.uid:
+        problems.append(Problem("ArtifactNameTaken", f"ModelArtifact {artifact['metadata']['name']!r} already "
+                                "exists from another job; set output.artifactName"))
     return problems, (None if problems else storage)
-
-
-__all__ = ["observe", "check_inputs", "split_s3", "PRIORS", "PUBLISH"]

@@ -1,40 +1,42 @@
-"""Kopf handlers: thin entry points that all lead to the one reconcile path."""
+"""Kopf handlers: thin entry points that all lead to the Controller's one reconcile path."""
 
 from __future__ import annotations
 
 import kopf
-from dreambooth_api.names import JOB_NAME_LABEL
+from dreambooth_api import GROUP, VERSION
+from dreambooth_api.names import DREAMBOOTHJOBS, JOB_NAME_LABEL
 
-from . import operator
+from .controller import Controller
 
-JOBS = ("dreambooth.dev", "v1alpha1", "dreamboothjobs")
+CONTROLLER = Controller()
+JOBS = (GROUP, VERSION, DREAMBOOTHJOBS)
 # A failed pass (API or storage hiccup) is retried soon, not after kopf's default minute.
 RETRY_BACKOFF = 5
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_) -> None:
-    operator.configure(settings)
-    operator.RESYNC.start()
+    CONTROLLER.configure(settings)
+    CONTROLLER.start_resync()
 
 
 @kopf.on.cleanup()
 def stop(**_) -> None:
-    operator.RESYNC.stop()
+    CONTROLLER.stop_resync()
 
 
 @kopf.on.resume(*JOBS, backoff=RETRY_BACKOFF)
 @kopf.on.create(*JOBS, backoff=RETRY_BACKOFF)
 @kopf.on.update(*JOBS, field="spec", backoff=RETRY_BACKOFF)
-def on_job(body, patch, **_) -> None:
-    operator.reconcile(body, patch)
+def on_job(body, **_) -> None:
+    CONTROLLER.reconcile(body)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={JOB_NAME_LABEL: kopf.PRESENT})
 def on_child_job(body, **_) -> None:
-    operator.reconcile_owner(body)
+    CONTROLLER.reconcile_owner(body)
 
 
 @kopf.on.delete(*JOBS, optional=True)
 def on_delete(body, **_) -> None:
-    operator.forget(body)
+    CONTROLLER.forget(body)

@@ -8,7 +8,8 @@ import logging
 
 import kubernetes
 from dreambooth_api import GROUP, VERSION
-from dreambooth_api.names import JOB_NAME_LABEL
+from dreambooth_api.files import PhaseReport
+from dreambooth_api.names import DREAMBOOTHJOBS, JOB_NAME_LABEL, MODELARTIFACTS, TRAINER_CONTAINER
 from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,32 @@ class Kube:
         return self.client.sanitize_for_serialization(obj)
 
     # -- reads -------------------------------------------------------------------------------
+
+    def dreambooth_job(self, namespace: str, name: str) -> dict | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, DREAMBOOTHJOBS, name)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def dreambooth_jobs(self, namespaces: tuple[str, ...] = ()) -> list[dict]:
+        """Every DreamBoothJob in ``namespaces``, or cluster-wide when there are none."""
+        if namespaces:
+            return [item for namespace in namespaces for item in
+                    self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, DREAMBOOTHJOBS)["items"]]
+        return self.custom.list_cluster_custom_object(GROUP, VERSION, DREAMBOOTHJOBS)["items"]
+
+    def failure_report(self, namespace: str, job_name: str, exit_code: int) -> PhaseReport | None:
+        """The trainer's own report (its termination message) from a pod of a failed Job
+        whose trainer container ended with ``exit_code``."""
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}")
+        for pod in pods.items:
+            for status in pod.status.container_statuses or []:
+                ended = status.state.terminated if status.state else None
+                if status.name == TRAINER_CONTAINER and ended and ended.exit_code == exit_code:
+                    return PhaseReport.find(ended.message or "")
+        return None
 
     def child_jobs(self, namespace: str, job_name: str) -> list[dict]:
         items = self.batch.list_namespaced_job(namespace, label_selector=f"{JOB_NAME_LABEL}={job_name}").items
@@ -55,7 +82,7 @@ class Kube:
 
     def artifact(self, namespace: str, name: str) -> dict | None:
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "modelartifacts", name)
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, MODELARTIFACTS, name)
         except ApiException as err:
             if err.status == 404:
                 return None
@@ -72,7 +99,7 @@ class Kube:
             elif kind == "Service":
                 self.core.create_namespaced_service(namespace, obj)
             elif kind == "ModelArtifact":
-                self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelartifacts", obj)
+                self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, MODELARTIFACTS, obj)
             else:
                 raise ValueError(f"cannot create {kind}")
         except ApiException as err:
@@ -88,7 +115,7 @@ class Kube:
             elif kind == "Service":
                 self.core.delete_namespaced_service(name, namespace, body=options)
             elif kind == "DreamBoothJob":
-                self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "dreamboothjobs", name,
+                self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, DREAMBOOTHJOBS, name,
                                                             body=options)
             else:
                 raise ValueError(f"cannot delete {kind}")
@@ -117,4 +144,8 @@ class Kube:
 
     def patch_status(self, namespace: str, name: str, status: dict) -> None:
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, "dreamboothjobs", name, {"status": status})
+            GROUP, VERSION, namespace, DREAMBOOTHJOBS, name, {"status": status})
+
+    def patch_artifact_status(self, namespace: str, name: str, status: dict) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, MODELARTIFACTS, name, {"status": status})

@@ -6,6 +6,11 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dreambooth_api.files import PhaseReport, Progress, PublishResult
+
+# The Job controller's reason when a podFailurePolicy FailJob rule ended the Job.
+POD_FAILURE_POLICY = "PodFailurePolicy"
+
 
 @dataclass(frozen=True)
 class ChildJob:
@@ -14,27 +19,27 @@ class ChildJob:
     name: str
     finished: Literal["Complete", "Failed"] | None = None
     message: str = ""
+    reason: str = ""
     active: int = 0
-    succeeded: int = 0
-    failed: int = 0
+    # The trainer's own report when a FailJob rule (invalid input) ended the Job.
+    report: PhaseReport | None = None
+
+    @property
+    def input_rejected(self) -> bool:
+        return self.finished == "Failed" and self.reason == POD_FAILURE_POLICY
 
     @classmethod
     def from_object(cls, obj: dict | None) -> ChildJob | None:
         if obj is None:
             return None
         status = obj.get("status") or {}
-        finished, message = None, ""
+        finished, message, reason = None, "", ""
         for condition in status.get("conditions") or []:
             if condition.get("status") == "True" and condition["type"] in ("Complete", "Failed"):
-                finished, message = condition["type"], condition.get("message") or condition.get("reason", "")
-        return cls(
-            name=obj["metadata"]["name"],
-            finished=finished,
-            message=message,
-            active=status.get("active") or 0,
-            succeeded=status.get("succeeded") or 0,
-            failed=status.get("failed") or 0,
-        )
+                finished, reason = condition["type"], condition.get("reason") or ""
+                message = condition.get("message") or reason
+        return cls(name=obj["metadata"]["name"], finished=finished, message=message, reason=reason,
+                   active=status.get("active") or 0)
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,14 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class ArtifactState:
+    """The job's ModelArtifact as the API server has it."""
+
+    source_uid: str | None
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
 class Observation:
     now: datetime.datetime
     problems: tuple[Problem, ...] = ()
@@ -53,8 +66,10 @@ class Observation:
     train_job: ChildJob | None = None  # the current attempt's
     service_exists: bool = False
     publish_job: ChildJob | None = None
-    artifact_exists: bool = False
+    artifact: ArtifactState | None = None
     priors_ready: int = 0
-    progress: dict | None = None  # the trainer's progress.json
-    result: dict | None = None  # publish's result.json
+    progress: Progress | None = None
+    result: PublishResult | None = None
+    # sha256 of the published adapter as stored (read until the artifact is Ready); "" if missing.
+    adapter_sha256: str | None = None
     stale_children: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (kind, name)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from dreambooth_api.names import artifact_name, train_job_name
-
 from . import children
 from . import conditions as cond
 from .children import JobContext
-from .observed import Observation
+from .observation import ChildJob, Observation
 
 PENDING, PRIORS, TRAINING, PUBLISHING = "Pending", "GeneratingPriors", "Training", "Publishing"
 SUCCEEDED, FAILED, SUSPENDED = "Succeeded", "Failed", "Suspended"
@@ -39,6 +37,7 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     delete_job: bool = False
     requeue_after: float | None = None
+    artifact_status: tuple[str, dict] | None = None  # (ModelArtifact name, its new status)
 
 
 def _timestamp(now: datetime.datetime) -> str:
@@ -90,6 +89,13 @@ class _Pass:
         if not exists:
             self.plan.create.append(obj)
 
+    def rejected(self, job: ChildJob, what: str) -> Plan:
+        """A FailJob rule ended ``job``: the trainer refused its input; retrying cannot help."""
+        report = job.report
+        reason = report.reason if report and report.reason else "InvalidInput"
+        detail = report.message if report and report.message else job.message
+        return self.fail(reason, f"{what} refused its input (exit code 2, not retried): {detail}")
+
 
 def plan(ctx: JobContext, status: dict | None, generation: int | None, obs: Observation) -> Plan:
     p = _Pass(ctx, status or {}, generation, obs)
@@ -135,15 +141,14 @@ def _progress(p: _Pass) -> None:
     training["maxSteps"] = spec.training.max_steps
     training.setdefault("step", 0)
     training.setdefault("restarts", 0)
-    if obs.progress:
-        progress = obs.progress
-        training["step"] = min(int(progress.get("step", 0)), spec.training.max_steps)
-        for key in ("loss", "imagesPerSecond", "lastCheckpoint"):
-            if progress.get(key) is not None:
-                training[key] = progress[key]
-        rate = progress.get("stepsPerSecond")
-        if rate:
-            training["etaSeconds"] = int((spec.training.max_steps - training["step"]) / rate)
+    if progress := obs.progress:
+        training["step"] = min(progress.step, spec.training.max_steps)
+        for key, value in (("loss", progress.loss), ("imagesPerSecond", progress.images_per_second),
+                           ("lastCheckpoint", progress.last_checkpoint)):
+            if value is not None:
+                training[key] = value
+        if progress.steps_per_second:
+            training["etaSeconds"] = int((spec.training.max_steps - training["step"]) / progress.steps_per_second)
     if cond.is_true(p.status.get("conditions"), cond.TRAINED):
         training["step"], training["etaSeconds"] = spec.training.max_steps, 0
     p.status["training"] = training
@@ -160,6 +165,9 @@ def _priors(p: _Pass) -> bool:
         p.condition(cond.PRIORS_READY, True, "PriorsGenerated", f"{total} class images in storage")
         return True
     job = obs.priors_job
+    if job and job.input_rejected:
+        p.rejected(job, "prior generation")
+        return False
     if job and job.finished == "Failed":
         p.fail("PriorGenerationFailed", f"prior generation failed: {job.message}")
         return False
@@ -186,6 +194,9 @@ def _training(p: _Pass) -> bool:
         p.condition(cond.TRAINED, True, "TrainingComplete", f"trained {spec.training.max_steps} steps")
         p.plan.delete.append(("Service", children.rendezvous_service_name(p.ctx.name)))
         return True
+    if job and job.input_rejected:
+        p.rejected(job, "training")
+        return False
     if job and job.finished == "Failed":
         if attempt >= spec.backoff_limit:
             p.fail("TrainingFailed", f"training failed {attempt + 1} times (backoffLimit "
@@ -206,10 +217,11 @@ def _training(p: _Pass) -> bool:
 
 
 def _publishing(p: _Pass) -> Plan:
-    spec, obs = p.ctx.spec, p.obs
-    name = artifact_name(p.ctx.name, spec.output.artifact_name if spec.output else None)
+    obs, name = p.obs, p.ctx.artifact
     if obs.result is None:
         job = obs.publish_job
+        if job and job.input_rejected:
+            return p.rejected(job, "publishing")
         if job and job.finished == "Failed":
             return p.fail("PublishFailed", f"publishing failed: {job.message}")
         if job and job.finished == "Complete":
@@ -217,13 +229,35 @@ def _publishing(p: _Pass) -> Plan:
         p.ensure(job is not None, children.build_publish_job(p.ctx))
         p.phase(PUBLISHING, f"publishing the adapter as ModelArtifact {name}")
         return p.plan
-    p.ensure(obs.artifact_exists, children.build_model_artifact(p.ctx, obs.result, name))
+    artifact = obs.artifact
+    p.ensure(artifact is not None, children.build_model_artifact(p.ctx, obs.result))
     p.status["artifact"] = name
-    p.condition(cond.PUBLISHED, True, "ArtifactPublished", f"ModelArtifact {name} at {obs.result['adapterUri']}")
+    if artifact is None or artifact.phase != "Ready":
+        if not _verify_artifact(p, name):
+            return p.plan
+    p.condition(cond.PUBLISHED, True, "ArtifactPublished", f"ModelArtifact {name} at {obs.result.adapter_uri}")
     p.condition(cond.COMPLETE, True, "Succeeded", f"adapter published as ModelArtifact {name}")
     p.status.setdefault("completionTime", p.now)
     p.phase(SUCCEEDED, f"adapter published as ModelArtifact {name}")
     return p.plan
+
+
+def _verify_artifact(p: _Pass, name: str) -> bool:
+    """Ready only when the stored adapter has the sha256 the publisher reported."""
+    result, stored = p.obs.result, p.obs.adapter_sha256
+    if stored == result.sha256:
+        verified = (True, "Sha256Verified", f"{result.adapter_uri} has sha256 {result.sha256}")
+    elif not stored:
+        verified = (False, "AdapterMissing", f"{result.adapter_uri} is not in storage")
+    else:
+        verified = (False, "Sha256Mismatch", f"{result.adapter_uri} has sha256 {stored}, not {result.sha256}")
+    ok, reason, message = verified
+    conditions = cond.set_condition(None, cond.VERIFIED, ok, reason, message, p.now)
+    conditions = cond.set_condition(conditions, cond.READY, ok, reason, message, p.now)
+    p.plan.artifact_status = (name, {"phase": "Ready" if ok else "Failed", "conditions": conditions})
+    if not ok:
+        p.fail("ArtifactVerificationFailed", f"ModelArtifact {name}: {message}")
+    return ok
 
 
 def _finished(p: _Pass) -> Plan:
@@ -239,4 +273,4 @@ def _finished(p: _Pass) -> Plan:
     return p.plan
 
 
-__all__ = ["Event", "Plan", "plan", "train_job_name"]
+__all__ = ["Event", "Plan", "plan"]

@@ -6,18 +6,22 @@ sees exactly what the job's pods will see. Credentials stay in memory; they are 
 
 from __future__ import annotations
 
-import json
+import hashlib
+import logging
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import urllib3
+from dreambooth_api.files import MAX_FILE_BYTES, ContractFile, FileError
+from dreambooth_api.names import IMAGE_SUFFIXES, PRIOR_IMAGE_PREFIX, S3_DENIED, S3_NOT_FOUND, is_image
 from minio import Minio
 from minio.error import S3Error
 
-from .observed import Problem
+from .observation import Problem
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+log = logging.getLogger(__name__)
+File = TypeVar("File", bound=ContractFile)
 # Fail fast on an unreachable endpoint: the reconcile pass must not hang on storage.
 _HTTP = urllib3.PoolManager(timeout=urllib3.Timeout(connect=3, read=10),
                             retries=urllib3.Retry(total=1, backoff_factor=0.2))
@@ -65,7 +69,7 @@ class Storage:
             return Problem("StorageUnreachable", f"storage endpoint unreachable: {type(err).__name__}")
         if not names:
             return Problem("InstanceDataNotFound", f"{what} {uri} holds no objects")
-        if not any(n.lower().endswith(IMAGE_SUFFIXES) for n in names):
+        if not any(is_image(n) for n in names):
             return Problem("InstanceDataNotFound",
                            f"{what} {uri} holds {len(names)} objects but no images ({', '.join(IMAGE_SUFFIXES)})")
         return None
@@ -77,34 +81,56 @@ class Storage:
         try:
             self.client.stat_object(bucket, key)
         except S3Error as err:
-            if err.code in ("NoSuchKey", "NoSuchBucket", "NoSuchObject"):
+            if err.code in S3_NOT_FOUND:
                 return Problem("BaseModelNotFound", f"baseModel {uri} has no model_index.json (not a diffusers model)")
             return _s3_problem(err, f"baseModel {uri}")
         except (urllib3.exceptions.HTTPError, OSError) as err:
             return Problem("StorageUnreachable", f"storage endpoint unreachable: {type(err).__name__}")
         return None
 
-    def count(self, bucket: str, prefix: str, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> int:
+    def count_priors(self, bucket: str, prefix: str) -> int:
+        """Class images the prior phase stored (named as the trainer names them)."""
         return sum(1 for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)
-                   if o.object_name.lower().endswith(suffixes))
+                   if o.object_name.rsplit("/", 1)[-1].startswith(PRIOR_IMAGE_PREFIX) and is_image(o.object_name))
 
-    def read_json(self, bucket: str, key: str) -> dict | None:
+    def read(self, bucket: str, key: str, model: type[File]) -> File | None:
+        """A contract file parsed into ``model``; None while absent. Read with a size cap: the
+        file lives in the tenant's storage, so a wrong one is logged and treated as absent."""
         try:
             response = self.client.get_object(bucket, key)
         except S3Error as err:
-            if err.code in ("NoSuchKey", "NoSuchBucket"):
+            if err.code in S3_NOT_FOUND:
                 return None
             raise
         try:
-            return json.loads(response.read())
-        except ValueError:
-            return None  # a half-written or foreign file: treat as not there yet
+            return model.loads(response.read(MAX_FILE_BYTES + 1))
+        except FileError as err:
+            log.warning("s3://%s/%s is not a valid %s: %s", bucket, key, model.__name__, str(err)[:300])
+            return None
         finally:
             response.close()
             response.release_conn()
 
+    def sha256(self, uri: str) -> str:
+        """The sha256 of an object, streamed; "" when it does not exist."""
+        bucket, key = split_s3(uri)
+        try:
+            response = self.client.get_object(bucket, key)
+        except S3Error as err:
+            if err.code in S3_NOT_FOUND:
+                return ""
+            raise
+        digest = hashlib.sha256()
+        try:
+            for chunk in response.stream(1 << 20):
+                digest.update(chunk)
+        finally:
+            response.close()
+            response.release_conn()
+        return digest.hexdigest()
+
 
 def _s3_problem(err: S3Error, what: str) -> Problem:
-    if err.code in _DENIED:
+    if err.code in S3_DENIED:
         return Problem("StorageAccessDenied", f"{what}: the storage Secret's credentials were refused ({err.code})")
     return Problem("StorageError", f"{what}: {err.code}")

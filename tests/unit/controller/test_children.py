@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from dreambooth_api.jobconfig import JobConfig
 from dreambooth_operator import children
 from dreambooth_operator.settings import OperatorSettings
 
@@ -93,7 +94,8 @@ def test_trainer_config_carries_the_recipe():
     cfg = config(children.build_training_job(ctx, 0))
     assert cfg["training"]["lora"]["rank"] == 16 and cfg["training"]["lora"]["alpha"] == 8
     assert cfg["training"]["learningRate"] == 2e-4
-    assert cfg["training"]["checkpointEverySteps"] == 50  # unset: min(100, maxSteps)
+    assert "checkpointEverySteps" not in cfg["training"]  # unset: the trainer's min(100, maxSteps)
+    assert JobConfig.model_validate(cfg).training.checkpoint_interval == 50
     assert cfg["training"]["validation"]["prompts"] == ["sks cat on a beach"]
     assert cfg["artifactName"] == "cloody-lora"
 

@@ -48,6 +48,21 @@ CASES = [
      Observe().train_job(0, "Failed", "pod failed"), "Failed", [], [], ("Failed", ("True", "TrainingFailed"))),
     ("published result: artifact and success", MakeJob().no_prior(), TRAINED, Observe().publish_job("Complete")
      .result(), "Succeeded", ["cloody-lora"], [], ("Complete", ("True", "Succeeded"))),
+    ("artifact already Ready: success without re-reading", MakeJob().no_prior(), TRAINED,
+     Observe().publish_job("Complete").result(stored_sha256=None).artifact("Ready"), "Succeeded", [], [],
+     ("Published", ("True", "ArtifactPublished"))),
+    ("stored adapter differs from the result", MakeJob().no_prior(), TRAINED,
+     Observe().publish_job("Complete").result(stored_sha256="d" * 64).artifact(), "Failed", [], [],
+     ("Failed", ("True", "ArtifactVerificationFailed"))),
+    ("adapter missing from storage", MakeJob().no_prior(), TRAINED,
+     Observe().publish_job("Complete").result(stored_sha256=""), "Failed", ["cloody-lora"], [],
+     ("Failed", ("True", "ArtifactVerificationFailed"))),
+    ("prior refused its input: fail at once", MakeJob(), STARTED, Observe().rejected("prior", "InvalidData"),
+     "Failed", [], [], ("Failed", ("True", "InvalidData"))),
+    ("training refused its input: no next attempt", MakeJob().no_prior(), STARTED, Observe().rejected("train"),
+     "Failed", [], [], ("Failed", ("True", "InvalidConfig"))),
+    ("publish refused its input", MakeJob().no_prior(), TRAINED, Observe().rejected("publish", "ModelNotFound"),
+     "Failed", [], [], ("Failed", ("True", "ModelNotFound"))),
     ("publish failed", MakeJob().no_prior(), TRAINED, Observe().publish_job("Failed", "x"), "Failed", [], [],
      ("Failed", ("True", "PublishFailed"))),
     ("publish done without result", MakeJob().no_prior(), TRAINED, Observe().publish_job("Complete"), "Failed",
@@ -120,6 +135,25 @@ def test_finished_job_waits_for_ttl_then_asks_to_be_deleted():
     assert not waiting.delete_job and waiting.requeue_after == 300
     expired = plan(job.ctx(), done, 1, Observe(NOW + datetime.timedelta(minutes=6)).obj())
     assert expired.delete_job
+
+
+def test_input_rejection_names_the_trainers_reason_and_message():
+    decision = plan(MakeJob().no_prior().ctx(), STARTED, 1,
+                    Observe().rejected("train", "InvalidConfig", "lrScheduler 'foo' is not a schedule").obj())
+    failed = next(c for c in decision.status["conditions"] if c["type"] == "Failed")
+    assert "lrScheduler 'foo' is not a schedule" in failed["message"] and "not retried" in failed["message"]
+    assert decision.status["training"]["restarts"] == 0
+
+
+def test_artifact_verified_marks_it_ready_once():
+    decision = plan(MakeJob().no_prior().ctx(), TRAINED, 1,
+                    Observe().publish_job("Complete").result().artifact(None).obj())
+    name, status = decision.artifact_status
+    assert (name, status["phase"]) == ("cloody-lora", "Ready")
+    assert conditions(status) == {"Verified": ("True", "Sha256Verified"), "Ready": ("True", "Sha256Verified")}
+    ready = plan(MakeJob().no_prior().ctx(), decision.status, 1,
+                 Observe().publish_job("Complete").result(stored_sha256=None).artifact("Ready").obj())
+    assert ready.artifact_status is None and ready.create == []
 
 
 def test_artifact_is_not_owned_and_records_lineage():

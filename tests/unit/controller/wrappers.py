@@ -6,8 +6,9 @@ import copy
 import datetime
 
 from dreambooth_api import DreamBoothJobSpec
+from dreambooth_api.files import PhaseReport, Progress, PublishResult
 from dreambooth_operator.children import JobContext
-from dreambooth_operator.observed import ChildJob, Observation, Problem
+from dreambooth_operator.observation import POD_FAILURE_POLICY, ArtifactState, ChildJob, Observation, Problem
 from dreambooth_operator.settings import OperatorSettings
 
 NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
@@ -53,29 +54,46 @@ class Observe:
         self.values["priors_ready"] = n
         return self
 
-    def priors_job(self, finished: str | None = None, message: str = "") -> Observe:
-        self.values["priors_job"] = ChildJob("cloody-priors", finished, message)
+    def priors_job(self, finished: str | None = None, message: str = "", **more) -> Observe:
+        self.values["priors_job"] = ChildJob("cloody-priors", finished, message, **more)
         return self
 
-    def train_job(self, attempt: int = 0, finished: str | None = None, message: str = "") -> Observe:
-        self.values["train_job"] = ChildJob(f"cloody-train-{attempt}", finished, message)
+    def train_job(self, attempt: int = 0, finished: str | None = None, message: str = "", **more) -> Observe:
+        self.values["train_job"] = ChildJob(f"cloody-train-{attempt}", finished, message, **more)
         self.values["service_exists"] = True
         return self
 
-    def publish_job(self, finished: str | None = None, message: str = "") -> Observe:
-        self.values["publish_job"] = ChildJob("cloody-publish", finished, message)
+    def publish_job(self, finished: str | None = None, message: str = "", **more) -> Observe:
+        self.values["publish_job"] = ChildJob("cloody-publish", finished, message, **more)
         return self
+
+    def rejected(self, phase: str, reason: str = "InvalidConfig", message: str = "bad config") -> Observe:
+        """The phase's Job ended by the FailJob rule, with the trainer's own report."""
+        report = PhaseReport(phase=phase, status="Failed", reason=reason, message=message)
+        more = {"reason": POD_FAILURE_POLICY, "report": report}
+        failed = "Failed", "Container trainer failed with exit code 2 matching FailJob rule at index 0"
+        if phase == "prior":
+            return self.priors_job(*failed, **more)
+        return self.train_job(0, *failed, **more) if phase == "train" else self.publish_job(*failed, **more)
 
     def problem(self, reason: str, message: str = "msg") -> Observe:
         self.values["problems"] = (*self.values.get("problems", ()), Problem(reason, message))
         return self
 
     def progress(self, **progress) -> Observe:
-        self.values["progress"] = progress
+        self.values["progress"] = Progress(**{"step": 0, "max_steps": 10, "world_size": 2, "time": 0.0, **progress})
         return self
 
-    def result(self, **extra) -> Observe:
-        self.values["result"] = {"adapterUri": "s3://b/a/x.safetensors", "sha256": "c" * 64, "sizeBytes": 9, **extra}
+    def result(self, stored_sha256: str | None = "c" * 64, **extra) -> Observe:
+        """publish's result.json, and the sha256 of the adapter as storage has it."""
+        self.values["result"] = PublishResult(**{
+            "artifact_uri": "s3://b/a/", "adapter_uri": "s3://b/a/x.safetensors", "metadata_uri": "s3://b/a/m.json",
+            "sha256": "c" * 64, "size_bytes": 9, "step": 10, **extra})
+        self.values["adapter_sha256"] = stored_sha256
+        return self
+
+    def artifact(self, phase: str | None = None, source_uid: str = "uid-1") -> Observe:
+        self.values["artifact"] = ArtifactState(source_uid, phase)
         return self
 
     def obj(self) -> Observation:
