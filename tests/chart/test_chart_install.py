@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.chart.helmchart import CHART
+from tests.support.wait import wait_for
 
 CRD_NAMES = ("dreamboothjobs.dreambooth.dev", "modelartifacts.dreambooth.dev")
 
@@ -41,16 +41,6 @@ def can_i(cluster, verb: str, resource: str, namespace: str | None = None, *, ku
     result = cluster.kubectl(*args, kubeconfig=kubeconfig, check=False)
     assert result.stdout.strip() in ("yes", "no"), result.stderr
     return result.stdout.strip() == "yes"
-
-
-def eventually_can(cluster, *args, timeout: float = 30, **kwargs) -> bool:
-    """RBAC reaches the authorizer through informers: a new binding takes a moment to count."""
-    deadline = time.monotonic() + timeout
-    while not can_i(cluster, *args, **kwargs):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +79,9 @@ def install(chart_helm, cluster):
 @pytest.fixture(scope="module")
 def cluster_wide(install, cluster, tenants) -> Release:
     release = install()
-    assert eventually_can(cluster, "create", "jobs.batch", tenants[0], kubeconfig=release.kubeconfig)
+    # RBAC reaches the authorizer through informers: a new binding takes a moment to count.
+    wait_for(lambda: can_i(cluster, "create", "jobs.batch", tenants[0], kubeconfig=release.kubeconfig),
+             what="the release's ServiceAccount allowed to create Jobs")
     return release
 
 
@@ -97,7 +89,9 @@ def cluster_wide(install, cluster, tenants) -> Release:
 def namespaced(install, cluster, tenants) -> Release:
     release = install("--set", f"watchNamespaces={{{tenants[0]}}}", "--set", "rbac.clusterWide=false",
                       "--set", "rbac.aggregateToDefaultRoles=false")
-    assert eventually_can(cluster, "create", "jobs.batch", tenants[0], kubeconfig=release.kubeconfig)
+    # RBAC reaches the authorizer through informers: a new binding takes a moment to count.
+    wait_for(lambda: can_i(cluster, "create", "jobs.batch", tenants[0], kubeconfig=release.kubeconfig),
+             what="the release's ServiceAccount allowed to create Jobs")
     return release
 
 
@@ -187,8 +181,10 @@ def test_tenant_roles_aggregate_into_edit_and_view(cluster, cluster_wide, tenant
         cluster.kubectl("create", "rolebinding", f"{user}-{role}", f"--clusterrole={role}", f"--user={user}",
                         "-n", tenant)
     # The aggregation controller (kube-controller-manager) copies the rules into edit and view.
-    assert eventually_can(cluster, "create", "dreamboothjobs.dreambooth.dev", tenant, as_user="alice")
-    assert eventually_can(cluster, "list", "modelartifacts.dreambooth.dev", tenant, as_user="bob")
+    wait_for(lambda: can_i(cluster, "create", "dreamboothjobs.dreambooth.dev", tenant, as_user="alice"),
+             what="alice (edit) allowed to create DreamBoothJobs")
+    wait_for(lambda: can_i(cluster, "list", "modelartifacts.dreambooth.dev", tenant, as_user="bob"),
+             what="bob (view) allowed to list ModelArtifacts")
     assert can_i(cluster, "list", "modelartifacts.dreambooth.dev", tenant, as_user="alice")
     assert not can_i(cluster, "create", "modelartifacts.dreambooth.dev", tenant, as_user="alice")
     assert not can_i(cluster, "patch", "dreamboothjobs.dreambooth.dev", tenant, as_user="alice",

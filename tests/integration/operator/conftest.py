@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -18,17 +17,6 @@ from tests.support.operator_process import OperatorProcess
 BUCKET = "dreambooth"
 STORAGE_SECRET = "dreambooth-storage"
 TRAINER_IMAGE = "registry.test/dreambooth-trainer:test"
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition", interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached within {timeout}s (last: {last!r})")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from .conftest import wait_for
+from tests.support.wait import wait_for
+
 from .play import get, trainer_config
 from .test_lifecycle import apply
 
@@ -47,6 +48,6 @@ def test_deepspeed_example_renders_the_deepspeed_layout(cluster, operator, tenan
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert (env["PET_NPROC_PER_NODE"], env["WORLD_SIZE"]) == ("4", "8")
     config = trainer_config(train)
-    assert config["distributed"] == {"workers": 2, "gpusPerWorker": 4, "backend": "deepspeed",
-                                     "deepspeed": {"zeroStage": 2}}
+    assert config.distributed.model_dump(mode="json", by_alias=True, exclude_none=True) == {
+        "workers": 2, "gpusPerWorker": 4, "backend": "deepspeed", "deepspeed": {"zeroStage": 2}}
     assert train["spec"]["template"]["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"

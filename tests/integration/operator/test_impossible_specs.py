@@ -8,8 +8,10 @@ import json
 
 import pytest
 
-from .conftest import BUCKET, small_job, wait_for
-from .play import fake_result, finish_job_pods, get, job_status, put_json, trainer_config, wait_phase
+from tests.support.wait import wait_for
+
+from .conftest import BUCKET, small_job
+from .play import finish_job_pods, get, job_status, put_artifact, trainer_config, wait_phase
 from .test_lifecycle import apply
 
 # (job name, spec overrides, condition reason, words the message must contain)
@@ -76,10 +78,10 @@ def test_impossible_specs_wait_with_a_reason_while_a_good_job_completes(
         observed[name] = get(cluster, "dreamboothjob", ns, name)["metadata"]["resourceVersion"]
 
     # The good job in the same namespace runs to the end meanwhile.
-    train = wait_for(lambda: get(cluster, "job", ns, "good-train-0"), what="good job training")
+    wait_for(lambda: get(cluster, "job", ns, "good-train-0"), what="good job training")
     finish_job_pods(cluster, ns, "good-train-0", 2)
     publish = wait_for(lambda: get(cluster, "job", ns, "good-publish"), what="good job publishing")
-    put_json(storage, trainer_config(publish)["resultUri"], fake_result(trainer_config(train)))
+    put_artifact(storage, trainer_config(publish))
     finish_job_pods(cluster, ns, "good-publish", 1)
     wait_phase(cluster, ns, "good", "Succeeded")
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 
-from .conftest import TRAINER_IMAGE, small_job, wait_for
+from tests.support.wait import wait_for
+
+from .conftest import TRAINER_IMAGE, small_job
 from .play import (
-    fake_result,
+    checkpoint_uri,
     finish_job_pods,
     get,
-    put_json,
+    put_artifact,
     put_priors,
+    put_progress,
     trainer_config,
     wait_phase,
 )
@@ -59,12 +62,12 @@ def test_job_goes_through_every_phase_to_a_model_artifact(cluster, operator, ten
         "name": "dreambooth-storage", "key": "AWS_SECRET_ACCESS_KEY"}
     config = trainer_config(priors)
     uid = job["metadata"]["uid"]
-    assert config["priorsUri"] == f"s3://dreambooth/{ns}/jobs/{uid}/priors/"
-    assert config["prior"]["numImages"] == 4 and config["prior"]["classPrompt"] == "a photo of a cat"
+    assert config.priors_uri == f"s3://dreambooth/{ns}/jobs/{uid}/priors/"
+    assert config.prior.num_images == 4 and config.prior.class_prompt == "a photo of a cat"
     status = wait_phase(cluster, ns, "cloody", "GeneratingPriors")
     assert status["priors"] == {"ready": 0, "total": 4}
 
-    put_priors(storage, config["priorsUri"], 4)
+    put_priors(storage, config)
     finish_job_pods(cluster, ns, "cloody-priors", 2)
 
     # Training: W workers rendezvous through a headless Service.
@@ -84,21 +87,20 @@ def test_job_goes_through_every_phase_to_a_model_artifact(cluster, operator, ten
     assert (env["PET_NNODES"], env["PET_NPROC_PER_NODE"], env["WORLD_SIZE"]) == ("2", "1", "2")
     assert env["MASTER_ADDR"] == f"cloody-train-0-0.cloody-train.{ns}.svc"
     config = trainer_config(train)
-    put_json(storage, config["progressUri"], {"step": 5, "loss": 0.25, "imagesPerSecond": 3.5,
-                                              "stepsPerSecond": 0.5, "lastCheckpoint": "s3://x/step-5/"})
+    put_progress(storage, config, 5, loss=0.25, images_per_second=3.5, steps_per_second=0.5,
+                 last_checkpoint=checkpoint_uri(config, 5))
     status = wait_for(lambda: (s := get(cluster, "dreamboothjob", ns, "cloody")["status"])
                       .get("training", {}).get("loss") == 0.25 and s, what="training progress in status")
     assert status["progress"] == "5/10"
     assert status["training"]["etaSeconds"] == 10
-    assert status["training"]["lastCheckpoint"] == "s3://x/step-5/"
+    assert status["training"]["lastCheckpoint"] == checkpoint_uri(config, 5)
     finish_job_pods(cluster, ns, "cloody-train-0", 2)
 
     # Publishing, then the artifact, which the job does not own.
     wait_phase(cluster, ns, "cloody", "Publishing")
     publish = wait_for(lambda: get(cluster, "job", ns, "cloody-publish"), what="publish Job")
-    assert trainer_config(publish)["resultUri"] == f"s3://dreambooth/{ns}/jobs/{uid}/result.json"
-    result = fake_result(config)
-    put_json(storage, trainer_config(publish)["resultUri"], result)
+    assert trainer_config(publish).result_uri == f"s3://dreambooth/{ns}/jobs/{uid}/result.json"
+    result = put_artifact(storage, trainer_config(publish))
     finish_job_pods(cluster, ns, "cloody-publish", 1)
     status = wait_phase(cluster, ns, "cloody", "Succeeded")
     assert status["artifact"] == "cloody-lora"
@@ -106,8 +108,8 @@ def test_job_goes_through_every_phase_to_a_model_artifact(cluster, operator, ten
     assert {c["type"]: c["status"] for c in status["conditions"]}["Complete"] == "True"
     artifact = get(cluster, "modelartifact", ns, "cloody-lora")
     assert "ownerReferences" not in artifact["metadata"]
-    assert artifact["spec"]["sha256"] == result["sha256"]
-    assert artifact["spec"]["uri"] == result["adapterUri"]
+    assert artifact["spec"]["sha256"] == result.sha256
+    assert artifact["spec"]["uri"] == result.adapter_uri
     assert artifact["spec"]["sourceJob"] == {"name": "cloody", "uid": uid}
     assert artifact["spec"]["prompts"] == {"instance": "a photo of sks cat", "class": "a photo of a cat"}
     reasons = events(cluster, ns, "cloody")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 
-from .conftest import small_job, wait_for
+from tests.support.wait import wait_for
+
+from .conftest import small_job
 from .play import (
-    fake_result,
+    checkpoint_uri,
     finish_job_pods,
     get,
     job_status,
-    put_json,
+    put_artifact,
     put_priors,
+    put_progress,
     trainer_config,
     wait_phase,
 )
@@ -34,12 +37,12 @@ def test_operator_killed_in_every_phase_makes_no_duplicates(cluster, operator, t
     for phase_jobs in ([f"{name}-priors"],):
         operator.restart()
         assert children(cluster, ns, name)["jobs"] == phase_jobs
-    put_priors(storage, trainer_config(priors)["priorsUri"], 4)
+    put_priors(storage, trainer_config(priors))
     operator.kill()  # the priors finish while no operator runs
     finish_job_pods(cluster, ns, f"{name}-priors", 2)
     operator.start()
     wait_phase(cluster, ns, name, "Training")
-    train = wait_for(lambda: get(cluster, "job", ns, f"{name}-train-0"), what="training Job")
+    wait_for(lambda: get(cluster, "job", ns, f"{name}-train-0"), what="training Job")
     operator.restart()
     wait_for(lambda: job_status(cluster, ns, name).get("observedGeneration") is not None, what="pass after restart")
     assert children(cluster, ns, name)["jobs"] == [f"{name}-priors", f"{name}-train-0"]
@@ -49,7 +52,7 @@ def test_operator_killed_in_every_phase_makes_no_duplicates(cluster, operator, t
     operator.restart()
     publish = wait_for(lambda: get(cluster, "job", ns, f"{name}-publish"), what="publish Job")
     assert children(cluster, ns, name)["jobs"] == [f"{name}-priors", f"{name}-publish", f"{name}-train-0"]
-    put_json(storage, trainer_config(publish)["resultUri"], fake_result(trainer_config(train)))
+    put_artifact(storage, trainer_config(publish))
     finish_job_pods(cluster, ns, f"{name}-publish", 1)
     wait_phase(cluster, ns, name, "Succeeded")
     operator.restart()
@@ -64,12 +67,13 @@ def test_failed_training_restarts_from_checkpoint_then_fails_past_backoff_limit(
     apply(cluster, ns, small_job(repo_root, name, backoffLimit=1, prior={"enabled": False}))
     wait_phase(cluster, ns, name, "Training")
     first = wait_for(lambda: get(cluster, "job", ns, f"{name}-train-0"), what="attempt 0")
-    put_json(storage, trainer_config(first)["progressUri"], {"step": 5, "loss": 0.3, "lastCheckpoint": "s3://c/step-5/"})
+    config = trainer_config(first)
+    put_progress(storage, config, 5, loss=0.3, last_checkpoint=checkpoint_uri(config, 5))
     finish_job_pods(cluster, ns, f"{name}-train-0", 1, exit_code=1)
 
     second = wait_for(lambda: get(cluster, "job", ns, f"{name}-train-1"), what="attempt 1")
     # Same configuration: the trainer resumes from the checkpoint the first attempt left.
-    assert trainer_config(second)["checkpointsUri"] == trainer_config(first)["checkpointsUri"]
+    assert trainer_config(second).checkpoints_uri == trainer_config(first).checkpoints_uri
     wait_for(lambda: get(cluster, "job", ns, f"{name}-train-0") is None, what="attempt 0 removed")
     status = job_status(cluster, ns, name)
     assert status["training"]["restarts"] == 1 and status["phase"] == "Training"
@@ -88,7 +92,7 @@ def test_suspend_stops_pods_and_resume_continues(cluster, operator, tenant, stor
     apply(cluster, ns, small_job(repo_root, name, prior={"enabled": False}))
     wait_phase(cluster, ns, name, "Training")
     train = wait_for(lambda: get(cluster, "job", ns, f"{name}-train-0"), what="training Job")
-    put_json(storage, trainer_config(train)["progressUri"], {"step": 7, "loss": 0.2})
+    put_progress(storage, trainer_config(train), 7, loss=0.2)
     wait_for(lambda: job_status(cluster, ns, name).get("progress") == "7/10", what="progress 7/10")
 
     cluster.kubectl("patch", "dbj", name, "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}')
@@ -101,7 +105,7 @@ def test_suspend_stops_pods_and_resume_continues(cluster, operator, tenant, stor
     wait_phase(cluster, ns, name, "Training")
     resumed = wait_for(lambda: get(cluster, "job", ns, f"{name}-train-0"), what="training Job again")
     assert resumed["metadata"]["uid"] != train["metadata"]["uid"]
-    assert trainer_config(resumed)["checkpointsUri"] == trainer_config(train)["checkpointsUri"]
+    assert trainer_config(resumed).checkpoints_uri == trainer_config(train).checkpoints_uri
     conditions = {c["type"]: c["status"] for c in job_status(cluster, ns, name)["conditions"]}
     assert conditions["Suspended"] == "False"
 
@@ -118,19 +122,17 @@ def test_delete_mid_phase_leaves_nothing_behind(cluster, operator, tenant, repo_
 def test_ttl_removes_finished_job_and_keeps_its_artifact(cluster, operator, tenant, storage, repo_root):
     ns, name = tenant, "shortlived"
     apply(cluster, ns, small_job(repo_root, name, prior={"enabled": False}, ttlSecondsAfterFinished=3))
-    train = wait_for(lambda: get(cluster, "job", ns, f"{name}-train-0"), what="training Job")
+    wait_for(lambda: get(cluster, "job", ns, f"{name}-train-0"), what="training Job")
     finish_job_pods(cluster, ns, f"{name}-train-0", 2)
     publish = wait_for(lambda: get(cluster, "job", ns, f"{name}-publish"), what="publish Job")
-    put_json(storage, trainer_config(publish)["resultUri"], fake_result(trainer_config(train)))
+    put_artifact(storage, trainer_config(publish))
     finish_job_pods(cluster, ns, f"{name}-publish", 1)
     wait_phase(cluster, ns, name, "Succeeded")
-    last: list = []
-    try:
-        wait_for(lambda: (last.append(get(cluster, "dreamboothjob", ns, name)) or last[-1]) is None, timeout=30,
-                 what="TTL deletion")
-    except TimeoutError as timeout:
-        meta = last[-1]["metadata"]
-        raise AssertionError(f"not deleted: finalizers={meta.get('finalizers')} "
-                             f"deletionTimestamp={meta.get('deletionTimestamp')}") from timeout
+
+    def not_deleted() -> str:
+        meta = (get(cluster, "dreamboothjob", ns, name) or {}).get("metadata") or {}
+        return f"TTL deletion (finalizers={meta.get('finalizers')} deletionTimestamp={meta.get('deletionTimestamp')})"
+
+    wait_for(lambda: get(cluster, "dreamboothjob", ns, name) is None, 60, not_deleted)
     wait_for(lambda: children(cluster, ns, name)["jobs"] == [], what="children gone with the job")
     assert get(cluster, "modelartifact", ns, f"{name}-lora") is not None
