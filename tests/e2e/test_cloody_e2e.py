@@ -10,27 +10,20 @@ import io
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from dreambooth_api import names
+from dreambooth_api.files import ArtifactMetadata
 
 from tests.support.chart import install_operator
 from tests.support.node_agent import NodeAgent
 from tests.support.operator_process import OperatorProcess
+from tests.support.wait import wait_for
 
 TRAINER_IMAGE = "registry.test/dreambooth-trainer"
 BUCKET = "dreambooth"
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached within {timeout}s")
 
 
 def upload_tree(client, root: Path, prefix: str) -> None:
@@ -115,12 +108,17 @@ def test_cloody_job_runs_end_to_end(cluster, minio, prometheus, platform, namesp
 
     # The artifact: download, verify, load into diffusers.
     artifact = json.loads(cluster.kubectl("get", "ma", final["artifact"], "-n", namespace, "-o", "json").stdout)
-    uri = urlparse(artifact["spec"]["uri"])
-    adapter = minio.client().get_object(uri.netloc, uri.path.lstrip("/")).read()
-    assert hashlib.sha256(adapter).hexdigest() == artifact["spec"]["sha256"]
-    assert len(adapter) == artifact["spec"]["sizeBytes"]
+    spec = artifact["spec"]
+    adapter = read(minio, spec["uri"])
+    assert spec["uri"].endswith(f"/{names.WEIGHT_NAME}")
+    assert hashlib.sha256(adapter).hexdigest() == spec["sha256"]
+    assert len(adapter) == spec["sizeBytes"]
+    metadata = ArtifactMetadata.loads(read(minio, spec["metadataUri"]))
+    assert (metadata.sha256, metadata.size_bytes, metadata.weight_name) == (spec["sha256"], len(adapter),
+                                                                            names.WEIGHT_NAME)
+    assert (metadata.artifact_name, metadata.job.name) == (final["artifact"], "cloody")
     (tmp_path / "adapter").mkdir()
-    (tmp_path / "adapter" / "pytorch_lora_weights.safetensors").write_bytes(adapter)
+    (tmp_path / "adapter" / metadata.weight_name).write_bytes(adapter)
     import torch
     from diffusers import StableDiffusionPipeline
 
@@ -134,9 +132,14 @@ def test_cloody_job_runs_end_to_end(cluster, minio, prometheus, platform, namesp
 
     # Prometheus has the trainer's loss series and the operator's job metrics for this job.
     loss = prometheus.wait_for(
-        f'last_over_time(dreambooth_train_loss{{namespace="{namespace}",component="total"}}[30m])', timeout=30)
+        f'last_over_time(dreambooth_train_loss{{namespace="{namespace}",component="total"}}[30m])')
     assert all(float(sample["value"][1]) > 0 for sample in loss)
-    prometheus.wait_for(f'dreambooth_operator_jobs{{namespace="{namespace}",phase="Succeeded"}} == 1', timeout=30)
+    prometheus.wait_for(f'dreambooth_operator_jobs{{namespace="{namespace}",phase="Succeeded"}} == 1')
+
+
+def read(minio, uri: str) -> bytes:
+    parsed = urlparse(uri)
+    return minio.client().get_object(parsed.netloc, parsed.path.lstrip("/")).read()
 
 
 def session_model(tmp_path: Path, minio) -> str:
