@@ -16,11 +16,11 @@ help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 install: $(INSTALL_STAMP) ## Create .venv with the packages (editable), test tools and Prometheus
-$(INSTALL_STAMP): api/pyproject.toml operator/pyproject.toml trainer-image/pyproject.toml requirements-test.txt
+$(INSTALL_STAMP): api/pyproject.toml operator/pyproject.toml trainer-image/pyproject.toml cli/pyproject.toml requirements-test.txt
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || hack/install-system-packages.sh
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
-	$(UV) pip install --python $(PYTHON) -e api -e operator -e trainer-image -r requirements-test.txt
+	$(UV) pip install --python $(PYTHON) -e api -e operator -e trainer-image -e cli -r requirements-test.txt
 	@# DeepSpeed's build imports torch, so it goes in after torch, without build isolation.
 	$(UV) pip install --python $(PYTHON) --no-build-isolation 'deepspeed>=0.15'
 	touch $@

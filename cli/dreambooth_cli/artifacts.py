@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import base64
 import datetime
-import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 import yaml
 from dreambooth_api import GROUP, VERSION
+from dreambooth_api.files import ArtifactMetadata, FileError
+from dreambooth_api.names import METADATA_FILE, MODELARTIFACTS
 from kubernetes.client.exceptions import ApiException
-from tqdm import tqdm
 
-from ..children import STORAGE_KEYS
-from ..storage import Credentials, split_s3
-from .kube import ARTIFACTS, CliError, Cluster, api_message
-
-CHUNK = 1 << 20
-
+from .kube import CliError, Cluster, api_message
+from .s3 import STORAGE_KEYS, Credentials, Fetcher, endpoint_from, fetch
 
 # -- list and describe -------------------------------------------------------------------------
 
@@ -109,9 +104,10 @@ def describe_text(artifact: dict) -> str:
 def list_artifacts(cluster: Cluster, all_namespaces: bool) -> int:
     try:
         if all_namespaces:
-            items = cluster.custom.list_cluster_custom_object(GROUP, VERSION, ARTIFACTS)["items"]
+            items = cluster.custom.list_cluster_custom_object(GROUP, VERSION, MODELARTIFACTS)["items"]
         else:
-            items = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, cluster.namespace, ARTIFACTS)["items"]
+            items = cluster.custom.list_namespaced_custom_object(GROUP, VERSION, cluster.namespace,
+                                                                 MODELARTIFACTS)["items"]
     except ApiException as err:
         raise CliError(api_message(err)) from None
     if not items:
@@ -123,7 +119,7 @@ def list_artifacts(cluster: Cluster, all_namespaces: bool) -> int:
 
 
 def describe(cluster: Cluster, name: str, output: str) -> int:
-    artifact = cluster.get(ARTIFACTS, name)
+    artifact = cluster.get(MODELARTIFACTS, name)
     artifact.get("metadata", {}).pop("managedFields", None)
     if output == "json":
         print(json.dumps(artifact, indent=2))
@@ -135,25 +131,6 @@ def describe(cluster: Cluster, name: str, output: str) -> int:
 
 
 # -- download ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str  # host:port
-    secure: bool
-
-
-def endpoint_from(flag: str | None, insecure: bool, env: dict) -> Endpoint:
-    """``--endpoint`` (host:port or URL), else ``$S3_ENDPOINT``; TLS unless --insecure,
-    ``$S3_SECURE=false`` or an http:// URL."""
-    value = flag or env.get("S3_ENDPOINT")
-    if not value:
-        raise CliError("no S3 endpoint: pass --endpoint HOST:PORT or set S3_ENDPOINT")
-    if "://" in value:
-        parsed = urlparse(value)
-        return Endpoint(parsed.netloc, parsed.scheme == "https" and not insecure)
-    secure = env.get("S3_SECURE", "true").lower() in ("1", "true", "yes")
-    return Endpoint(value, secure and not insecure)
-
 
 def credentials_from(cluster: Cluster, secret: str, env: dict) -> tuple[Credentials, str]:
     """The Secret's keys when it can be read, else the environment's; and where they came from."""
@@ -179,7 +156,7 @@ def local_names(artifact_spec: dict) -> list[tuple[str, str]]:
     folder = adapter.rsplit("/", 1)[0] + "/"
     files = [(adapter, adapter.rsplit("/", 1)[1])]
     if artifact_spec.get("metadataUri"):
-        files.append((artifact_spec["metadataUri"], "metadata.json"))
+        files.append((artifact_spec["metadataUri"], METADATA_FILE))
     for uri in artifact_spec.get("sampleImages") or []:
         relative = uri[len(folder):] if uri.startswith(folder) else f"samples/{uri.rsplit('/', 1)[1]}"
         if ".." in PurePosixPath(relative).parts:
@@ -188,82 +165,43 @@ def local_names(artifact_spec: dict) -> list[tuple[str, str]]:
     return files
 
 
-class Fetcher:
-    """Reads s3:// (with the given endpoint and credentials) and file:// URIs in chunks."""
-
-    def __init__(self, endpoint: Endpoint | None, credentials: Credentials | None):
-        self.client = None
-        if endpoint and credentials:
-            from minio import Minio
-
-            self.client = Minio(endpoint.host, access_key=credentials.access_key,
-                                secret_key=credentials.secret_key, secure=endpoint.secure)
-            self.host = endpoint.host
-
-    def chunks(self, uri: str):
-        if urlparse(uri).scheme == "file":
-            with open(urlparse(uri).path, "rb") as f:
-                yield from iter(lambda: f.read(CHUNK), b"")
-            return
-        from minio.error import S3Error
-
-        bucket, key = split_s3(uri)
-        try:
-            response = self.client.get_object(bucket, key)
-        except S3Error as err:  # its message names the bucket and key, never the credentials
-            raise CliError(f"{uri}: {err.code} from {self.host}") from None
-        try:
-            yield from response.stream(CHUNK)
-        finally:
-            response.close()
-            response.release_conn()
-
-
-def fetch(fetcher: Fetcher, uri: str, dest: Path, expected: tuple[str, int] | None = None) -> str:
-    """Download ``uri`` to ``dest`` through a temporary file; with ``expected`` (sha256, size)
-    the file is kept only if it matches. Returns the sha256."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(f".{dest.name}.part")
-    digest, size = hashlib.sha256(), 0
+def check_metadata(path: Path, artifact_spec: dict) -> ArtifactMetadata:
+    """The downloaded metadata.json, parsed; it must describe the adapter just verified."""
     try:
-        with open(part, "wb") as out, tqdm(total=expected[1] if expected else None, unit="B", unit_scale=True,
-                                           desc=dest.name, file=sys.stderr, leave=False) as bar:
-            for chunk in fetcher.chunks(uri):
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-                bar.update(len(chunk))
-        if expected and (digest.hexdigest(), size) != expected:
-            raise CliError(
-                f"sha256 MISMATCH for {uri}: the ModelArtifact records sha256 {expected[0]} ({expected[1]} bytes), "
-                f"the stored file has sha256 {digest.hexdigest()} ({size} bytes). It was not saved: the stored "
-                "adapter is not the one that was published (tampered with or overwritten).")
-        os.replace(part, dest)
-    finally:
-        part.unlink(missing_ok=True)
-    return digest.hexdigest()
+        meta = ArtifactMetadata.loads(path.read_bytes())
+    except FileError as err:
+        path.unlink()
+        raise CliError(f"{artifact_spec.get('metadataUri')} is not an artifact's metadata.json: {err}") from None
+    if (meta.sha256, meta.size_bytes) != (artifact_spec["sha256"], int(artifact_spec["sizeBytes"])):
+        path.unlink()
+        raise CliError(f"{artifact_spec.get('metadataUri')} describes another adapter (sha256 {meta.sha256}, "
+                       f"{meta.size_bytes} bytes), not the ModelArtifact's; it was not kept")
+    return meta
 
 
 def download(cluster: Cluster, name: str, args, env: dict | None = None) -> int:
     env = os.environ if env is None else env
-    spec = cluster.get(ARTIFACTS, name)["spec"]
-    files = local_names(spec)
+    spec = cluster.get(MODELARTIFACTS, name)["spec"]
+    (adapter_uri, adapter_name), *rest = local_names(spec)
     if args.no_samples:
-        files = files[:2]
+        rest = [(uri, relative) for uri, relative in rest if relative == METADATA_FILE]
     fetcher = Fetcher(None, None)
-    if any(urlparse(uri).scheme == "s3" for uri, _ in files):
+    if any(urlparse(uri).scheme == "s3" for uri in [adapter_uri, *(uri for uri, _ in rest)]):
         endpoint = endpoint_from(args.endpoint, args.insecure, env)
         credentials, source = credentials_from(cluster, args.secret, env)
         print(f"storage {endpoint.host} ({'https' if endpoint.secure else 'http'}), credentials from {source}",
               file=sys.stderr)
         fetcher = Fetcher(endpoint, credentials)
     out = Path(args.output_dir or name)
-    (adapter_uri, adapter_name), *rest = files
     fetch(fetcher, adapter_uri, out / adapter_name, expected=(spec["sha256"], int(spec["sizeBytes"])))
     print(f"{out / adapter_name}  sha256 {spec['sha256']} verified")
     for uri, relative in rest:
         fetch(fetcher, uri, out / relative)
-        print(out / relative)
+        if relative == METADATA_FILE:
+            meta = check_metadata(out / relative, spec)
+            print(f"{out / relative}  lineage: job {meta.job.name}, base model {meta.base_model.uri}, "
+                  f"trainer {meta.trainer_version}")
+        else:
+            print(out / relative)
     print(f"load it: pipe.load_lora_weights({str(out)!r}, weight_name={adapter_name!r})")
     return 0
-

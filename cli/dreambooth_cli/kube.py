@@ -12,7 +12,6 @@ import kubernetes
 from dreambooth_api import GROUP, VERSION
 from kubernetes.client.exceptions import ApiException
 
-JOBS, ARTIFACTS = "dreamboothjobs", "modelartifacts"
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 

@@ -1,9 +1,9 @@
 """A DreamBoothJob run on this machine (pure): storage under a work directory, the spec
-overlaid for the tiny model or for one local GPU, the trainer config rendered by the operator.
+overlaid for the tiny model or for one local GPU, the trainer's job config rendered from it.
 
-The operator's own ``render_trainer_config`` renders the config, so a local run exercises the
-same contract the pods get; only the storage layout (``file://`` under the work directory) and
-the overlays differ.
+``dreambooth_api.jobconfig.render_job_config`` renders the config, as the operator does for the
+pods, so a local run exercises the same contract; only the storage layout (``file://`` under the
+work directory) and the overlays differ.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from dreambooth_api import DreamBoothJobSpec
+from dreambooth_api.jobconfig import JobConfig, render_job_config
 from dreambooth_api.names import StorageLayout, artifact_name
-
-from ..trainer_config import render_trainer_config
 
 TINY, REAL = "tiny", "real"
 
@@ -31,8 +30,8 @@ TINY_CLASS_IMAGES = 8
 TINY_SHARDS = 2
 TINY_SAMPLER_STEPS = 10
 TINY_VALIDATION_IMAGES = 2
-# Trainer-config fields the spec does not have (denoising steps of the sample images).
-TINY_CONFIG = {"training": {"validation": {"steps": 10}}}
+# Denoising steps of the sample images (a trainer setting the spec does not have).
+TINY_SAMPLE_STEPS = 10
 
 # s3://…/datasets/<name>/ of the examples; its photos are in data/<name>/ next to the job file.
 EXAMPLE_DATASETS = "s3://dreambooth/datasets/"
@@ -89,16 +88,6 @@ def resolve_data_uri(data_uri: str, job_file: Path | None, data_dir: Path | None
     )
 
 
-def _deep_merge(base: dict, overlay: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def overlay_spec(spec: dict, mode: str, *, model_uri: str | None = None, steps: int | None = None) -> dict:
     """The spec (camelCase, as in the YAML) adjusted to run as one local process.
 
@@ -147,7 +136,7 @@ class LocalJob:
     uid: str
     spec: DreamBoothJobSpec
     layout: LocalLayout
-    config: dict
+    config: JobConfig
 
     @property
     def artifact(self) -> str:
@@ -160,7 +149,8 @@ def local_job(name: str, spec: dict, mode: str, workdir: Path) -> LocalJob:
     parsed = DreamBoothJobSpec.model_validate(spec)
     uid = local_uid(name, spec, mode)
     layout = LocalLayout.under(workdir, uid)
-    config = render_trainer_config(parsed, name=name, uid=uid, layout=layout, metrics_port=0)
+    config = render_job_config(parsed, name=name, uid=uid, layout=layout, metrics_port=0)
     if mode == TINY:
-        config = _deep_merge(config, TINY_CONFIG)
+        config = config.model_copy(update={"tuning": config.tuning.model_copy(
+            update={"sample_steps": TINY_SAMPLE_STEPS})})
     return LocalJob(name=name, uid=uid, spec=parsed, layout=layout, config=config)

@@ -2,19 +2,18 @@
 
 Each phase is the trainer's own entrypoint in a subprocess — ``python -m dreambooth_trainer
 prior`` once per shard (``JOB_COMPLETION_INDEX``), ``train``, ``publish`` — with
-``DREAMBOOTH_JOB_CONFIG`` rendered by the operator's ``render_trainer_config`` and storage
-under the work directory. Progress comes from what the trainer writes: class images in the
-priors folder, ``progress.json`` and its per-step log line. A rerun of the same job reuses
-what is stored (priors, checkpoints), like a restarted pod.
+``DREAMBOOTH_JOB_CONFIG`` rendered by ``dreambooth_api.jobconfig.render_job_config`` and storage
+under the work directory. Progress comes from the files the trainer writes, read with their
+models in ``dreambooth_api.files``: class images in the priors folder, ``progress.json``
+(``Progress``), ``result.json`` (``PublishResult``), ``metadata.json`` (``ArtifactMetadata``), and
+each phase's ``DREAMBOOTH_RESULT`` line (``PhaseReport``). A rerun of the same job reuses what is
+stored (priors, checkpoints), like a restarted pod.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
-import queue
-import re
 import subprocess
 import sys
 import threading
@@ -22,23 +21,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
+from dreambooth_api.files import RESULT_PREFIX, ArtifactMetadata, FileError, PhaseReport, PublishResult
+from dreambooth_api.jobconfig import JobConfig, to_env_value
 
-from ..trainer_config import to_env_value
+from .bars import open_bar, say
 from .kube import CliError
 from .local import REAL, TINY, LocalJob, LocalRunError, local_job, overlay_spec, resolve_data_uri
+from .progress import priors_ready, show_training
 from .submit import load_jobs
 
 TRAINER = "dreambooth_trainer"
-RESULT_PREFIX = "DREAMBOOTH_RESULT "
-STEP_LINE = re.compile(r"\bstep (\d+)/(\d+) loss ([0-9.eE+-]+|nan|inf)")
 # Variables of a surrounding distributed launch that must not leak into the phases.
 CLEARED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "JOB_COMPLETION_INDEX",
                "DREAMBOOTH_JOB_CONFIG")
 POLL_SECONDS = 0.5
 
 
-def trainer_env(config: dict, logs: Path, phase: str, shard: int | None = None, base: dict | None = None) -> dict:
+def trainer_env(config: JobConfig, logs: Path, phase: str, shard: int | None = None, base: dict | None = None) -> dict:
     """The environment of one phase process, as its pod would have it (storage is local)."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in CLEARED_ENV}
     env.update(DREAMBOOTH_JOB_CONFIG=to_env_value(config), PYTHONUNBUFFERED="1",
@@ -53,41 +52,34 @@ class Proc:
     name: str
     popen: subprocess.Popen
     log: Path
-    result: dict | None = None
+    report: PhaseReport | None = None
     tail: list[str] = field(default_factory=list)
 
 
-def _pump(proc: Proc, lines: queue.Queue) -> None:
+def _pump(proc: Proc) -> None:
     with open(proc.log, "a") as log:
         for line in proc.popen.stdout:
             log.write(line)
             log.flush()
             if line.startswith(RESULT_PREFIX):
-                proc.result = json.loads(line[len(RESULT_PREFIX):])
+                proc.report = PhaseReport.find(line) or proc.report
             proc.tail = (proc.tail + [line.rstrip()])[-15:]
-            lines.put(line)
 
 
-def run_phase(argvs: list[tuple[str, list[str], dict]], logs: Path, on_line=None, poll=None) -> list[Proc]:
-    """Run processes (name, argv, env) together, calling ``on_line`` for each output line and
-    ``poll`` twice a second; raise CliError naming the first that failed and why."""
-    lines: queue.Queue = queue.Queue()
+def run_phase(argvs: list[tuple[str, list[str], dict]], logs: Path, poll=None) -> list[Proc]:
+    """Run processes (name, argv, env) together, calling ``poll`` twice a second; raise CliError
+    naming the first that failed and why (its ``DREAMBOOTH_RESULT`` report, else its last lines)."""
     procs, threads = [], []
     try:
         for name, argv, env in argvs:
             popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             procs.append(Proc(name, popen, logs / f"{name}.log"))
-            threads.append(threading.Thread(target=_pump, args=(procs[-1], lines), daemon=True))
+            threads.append(threading.Thread(target=_pump, args=(procs[-1],), daemon=True))
             threads[-1].start()
-        while any(p.popen.poll() is None for p in procs) or not lines.empty():
-            try:
-                line = lines.get(timeout=POLL_SECONDS)
-                if on_line:
-                    on_line(line)
-            except queue.Empty:
-                pass
+        while any(p.popen.poll() is None for p in procs):
             if poll:
                 poll()
+            time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
         for p in procs:  # SIGTERM: training writes a checkpoint first; a rerun resumes from it
             if p.popen.poll() is None:
@@ -101,8 +93,8 @@ def run_phase(argvs: list[tuple[str, list[str], dict]], logs: Path, on_line=None
         poll()
     for p in procs:
         if p.popen.returncode != 0:
-            why = (p.result or {}).get("message") or "\n    ".join(p.tail[-10:])
-            reason = (p.result or {}).get("reason", f"exit code {p.popen.returncode}")
+            why = (p.report and p.report.message) or "\n    ".join(p.tail[-10:])
+            reason = (p.report and p.report.reason) or f"exit code {p.popen.returncode}"
             raise CliError(f"{p.name} failed ({reason}): {why}\n  log: {p.log}")
     return procs
 
@@ -117,57 +109,57 @@ class LocalRun:
         return [self.python, "-m", TRAINER, phase]
 
     def priors(self, parallel: int) -> None:
-        prior = self.job.config["prior"]
-        if not prior.get("enabled"):
+        config = self.job.config
+        if not config.prior.enabled:
             return
-        folder = self.job.layout.path(self.job.config["priorsUri"])
-        shards, total = prior["shards"], prior["numImages"]
-        with tqdm(total=total, desc="priors", unit="img", file=sys.stderr, dynamic_ncols=True) as bar:
-            def poll():
-                ready = len(list(folder.glob("class-*.png"))) if folder.is_dir() else 0
-                bar.update(min(ready, total) - bar.n)
-
+        folder, shards = self.job.layout.path(config.priors_uri), config.prior.shards
+        total = config.prior.num_images
+        bar = open_bar("priors", total, "img")
+        try:
             for first in range(0, shards, parallel):
-                run_phase([(f"prior-{i}", self._argv("prior"), trainer_env(self.job.config, self.logs, "prior", i))
-                           for i in range(first, min(first + parallel, shards))], self.logs, poll=poll)
+                run_phase([(f"prior-{i}", self._argv("prior"), trainer_env(config, self.logs, "prior", i))
+                           for i in range(first, min(first + parallel, shards))], self.logs,
+                          poll=lambda: bar.update_to(priors_ready(folder, total)))
+        finally:
+            bar.close()
 
     def train(self) -> None:
-        progress = self.job.layout.path(self.job.config["progressUri"])
-        total = self.job.config["training"]["maxSteps"]
-        with tqdm(total=total, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
-            def show(step: int, loss) -> None:
-                if step < bar.n:
-                    return  # progress.json lags the log lines
-                bar.update(step - bar.n)
-                if loss is not None and step > 0:  # progress.json starts with a 0.0 loss
-                    bar.set_postfix_str(f"loss {float(loss):.4f}")
+        config = self.job.config
+        progress = self.job.layout.path(config.progress_uri)
+        bar = open_bar("train", config.training.max_steps, "step")
+        try:
+            run_phase([("train", self._argv("train"), trainer_env(config, self.logs, "train"))],
+                      self.logs, poll=lambda: show_training(bar, progress))
+        finally:
+            bar.close()
 
-            def on_line(line: str) -> None:
-                match = STEP_LINE.search(line)
-                if match:
-                    show(int(match.group(1)), match.group(3))
-
-            def poll() -> None:
-                try:
-                    state = json.loads(progress.read_text())
-                except (OSError, ValueError):
-                    return
-                show(int(state.get("step", 0)), state.get("loss"))
-
-            run_phase([("train", self._argv("train"), trainer_env(self.job.config, self.logs, "train"))],
-                      self.logs, on_line=on_line, poll=poll)
-
-    def publish(self) -> dict:
-        done = self.job.layout.path(self.job.config["resultUri"])
+    def publish(self) -> PublishResult:
+        done = self.job.layout.path(self.job.config.result_uri)
         if done.is_file():  # as the operator does: a stored result means published
-            result = json.loads(done.read_text())
-            if self.job.layout.path(result["adapterUri"]).is_file():
-                tqdm.write(f"publish: already published ({_shown(done)})", file=sys.stderr)
+            result = read_result(done)
+            if self.job.layout.path(result.adapter_uri).is_file():
+                say(f"publish: already published ({_shown(done)})")
                 return result
-        with tqdm(total=None, desc="publish", bar_format="{desc}: {elapsed}", file=sys.stderr) as bar:
-            procs = run_phase([("publish", self._argv("publish"), trainer_env(self.job.config, self.logs, "publish"))],
-                              self.logs, poll=bar.refresh)
-        return json.loads(done.read_text()) if done.is_file() else procs[0].result
+        bar = open_bar("publish")
+        try:
+            procs = run_phase([("publish", self._argv("publish"),
+                                trainer_env(self.job.config, self.logs, "publish"))],
+                              self.logs, poll=lambda: bar.update_to(0))
+        finally:
+            bar.close()
+        if done.is_file():
+            return read_result(done)
+        report = procs[0].report
+        if report is None or report.publish is None:
+            raise CliError(f"publish wrote no {_shown(done)} and reported no result\n  log: {procs[0].log}")
+        return report.publish
+
+
+def read_result(path: Path) -> PublishResult:
+    try:
+        return PublishResult.loads(path.read_bytes())
+    except FileError as err:
+        raise CliError(f"{_shown(path)}: {err}") from None
 
 
 def _cuda() -> bool:
@@ -186,7 +178,7 @@ def _shown(path: Path) -> str:
 def _tiny_model(path: Path) -> Path:
     """The trainer's tiny random model, written once per work directory."""
     if not (path / "model_index.json").is_file():
-        tqdm.write(f"writing the tiny model to {_shown(path)}", file=sys.stderr)
+        say(f"writing the tiny model to {_shown(path)}")
         made = subprocess.run([sys.executable, "-m", TRAINER, "tiny-model", str(path)], capture_output=True, text=True)
         if made.returncode != 0:
             raise CliError(f"cannot write the tiny model: {made.stderr.strip()[-2000:]}")
@@ -218,7 +210,8 @@ def prepare(args) -> tuple[LocalJob, Path, str]:
         raise CliError(str(err)) from None
     except ValueError as err:  # pydantic: the spec itself is invalid
         raise CliError(f"{args.filename}: invalid spec: {err}") from None
-    (workdir / "job-config.json").write_text(json.dumps(job.config, indent=2) + "\n")
+    (workdir / "job-config.json").write_text(job.config.model_dump_json(by_alias=True, exclude_none=True,
+                                                                         indent=2) + "\n")
     return job, workdir, mode
 
 
@@ -226,25 +219,29 @@ def run(args) -> int:
     started = time.monotonic()
     job, workdir, mode = prepare(args)
     config = job.config
-    training = config["training"]
     model = "tiny random model" if mode == TINY else job.spec.base_model.uri
-    tqdm.write(f"dreamboothjob {job.name} on this machine ({model}, {training['resolution']} px, "
-               f"{training['maxSteps']} steps) in {_shown(workdir)}", file=sys.stderr)
+    say(f"dreamboothjob {job.name} on this machine ({model}, {config.training.resolution} px, "
+        f"{config.training.max_steps} steps) in {_shown(workdir)}")
     local = LocalRun(job, workdir)
     cpus = os.cpu_count() or 1
     local.priors(parallel=min(cpus, 2) if mode == TINY else 1)
     local.train()
     result = local.publish()
-    artifact_dir = job.layout.path(result["artifactUri"])
-    tqdm.write("rendering samples before and after fine-tuning", file=sys.stderr)
+    artifact_dir = job.layout.path(result.artifact_uri)
+    meta_path = job.layout.path(result.metadata_uri)
+    try:
+        meta = ArtifactMetadata.loads(meta_path.read_bytes())
+    except (OSError, FileError) as err:
+        raise CliError(f"{_shown(meta_path)}: {err}") from None
+    say("rendering samples before and after fine-tuning")
     from .samples import write_grid
 
-    grid = write_grid(config, artifact_dir, workdir / f"{job.name}-grid.png", model)
+    grid = write_grid(config, meta, artifact_dir, workdir / f"{job.name}-grid.png", model)
     print(f"done in {time.monotonic() - started:.0f} s")
-    print(f"artifact: {_shown(job.layout.path(result['adapterUri']))}")
-    print(f"  sha256 {result['sha256']}, {result['sizeBytes']} bytes; metadata.json and samples/ beside it")
-    print(f"  load it: pipe.load_lora_weights({_shown(artifact_dir)!r}, "
-          "weight_name='pytorch_lora_weights.safetensors')")
+    print(f"artifact: {_shown(job.layout.path(result.adapter_uri))}")
+    print(f"  sha256 {result.sha256}, {result.size_bytes} bytes; {meta_path.name} and "
+          f"{len(meta.samples)} samples beside it")
+    print(f"  load it: pipe.load_lora_weights({_shown(artifact_dir)!r}, weight_name={meta.weight_name!r})")
     print(f"grid: {_shown(grid)}  (instance photos; samples before and after fine-tuning)")
     if mode == TINY:
         print("  the tiny model's weights are random, so its samples are noise before and after; "

@@ -1,9 +1,9 @@
-"""Samples before and after fine-tuning, as a user would make them, and the grid picture.
+"""Samples before and after fine-tuning, and the grid picture of a local run.
 
-The base pipeline renders the validation prompts with fixed seeds; then the published adapter
-is loaded with ``StableDiffusionPipeline.load_lora_weights`` and the same prompts and seeds
-render again. Sampling reuses the trainer's own functions (``dreambooth_trainer`` is needed
-by ``dreambooth run`` anyway), so these match the artifact's published samples.
+After: the artifact's own published samples, as its ``metadata.json`` (``ArtifactMetadata``)
+lists them. Before: the base model renders the same prompts with the same seeds, through the
+trainer's own sampling functions (``dreambooth_trainer`` is needed by ``dreambooth run`` anyway),
+so the two rows differ only by the adapter.
 """
 
 from __future__ import annotations
@@ -12,35 +12,46 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .grid import Row, compose_grid
+from dreambooth_api.files import ArtifactMetadata
+from dreambooth_api.jobconfig import JobConfig
+from dreambooth_api.names import is_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+from .grid import Row, compose_grid
+from .kube import CliError
+
 MAX_PHOTOS = 8
 
 
-def before_after(config: dict, artifact_dir: Path) -> tuple[list, list]:
-    """(prompt, image) pairs of the base model and of the base model with the adapter."""
+def before(config: JobConfig) -> list:
+    """(prompt, image) pairs of the base model alone, as publish renders its samples."""
     for library in ("TRANSFORMERS", "DIFFUSERS"):  # their advice and load bars would bury ours
         os.environ.setdefault(f"{library}_VERBOSITY", "error")
     import diffusers
     import torch
     import transformers
-    from dreambooth_trainer.config import JobConfig
-    from dreambooth_trainer.lora import WEIGHT_NAME
     from dreambooth_trainer.model import inference_dtype, load_pipeline, local_model_dir
     from dreambooth_trainer.publish import sample_prompts
     from dreambooth_trainer.validation import sample
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-    cfg = JobConfig.model_validate(config)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    pipe = load_pipeline(local_model_dir(cfg.base_model), inference_dtype(device), device)
-    prompts = sample_prompts(cfg)
-    before = sample(pipe, prompts, cfg.training.resolution)
-    pipe.load_lora_weights(str(artifact_dir), weight_name=WEIGHT_NAME)
-    after = sample(pipe, prompts, cfg.training.resolution)
-    return before, after
+    pipe = load_pipeline(local_model_dir(config.base_model), inference_dtype(device), device)
+    return sample(pipe, sample_prompts(config), config.training.resolution)
+
+
+def published(meta: ArtifactMetadata, artifact_dir: Path) -> list:
+    """(prompt, image) pairs of the artifact's samples, read from beside its adapter."""
+    from PIL import Image
+
+    out = []
+    for item in meta.samples:
+        path = (artifact_dir / item.file).resolve()
+        if not path.is_relative_to(artifact_dir.resolve()):
+            raise CliError(f"{meta.artifact_name}: sample {item.file} is outside the artifact")
+        with Image.open(path) as image:
+            out.append((item.prompt, image.convert("RGB")))
+    return out
 
 
 def instance_photos(data_uri: str, limit: int = MAX_PHOTOS) -> list:
@@ -51,7 +62,7 @@ def instance_photos(data_uri: str, limit: int = MAX_PHOTOS) -> list:
     if parsed.scheme not in ("", "file"):
         return []
     folder = Path(parsed.path)
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    paths = sorted(p for p in folder.iterdir() if is_image(p.name))[:limit]
     photos = []
     for path in paths:
         with Image.open(path) as image:
@@ -66,8 +77,7 @@ def grid_rows(photos: list, before: list, after: list, model: str) -> list[Row]:
     return rows
 
 
-def write_grid(config: dict, artifact_dir: Path, path: Path, model: str) -> Path:
-    before, after = before_after(config, artifact_dir)
-    photos = instance_photos(config["instance"]["dataUri"])
-    compose_grid(grid_rows(photos, before, after, model)).save(path)
+def write_grid(config: JobConfig, meta: ArtifactMetadata, artifact_dir: Path, path: Path, model: str) -> Path:
+    photos = instance_photos(config.instance.data_uri)
+    compose_grid(grid_rows(photos, before(config), published(meta, artifact_dir), model)).save(path)
     return path

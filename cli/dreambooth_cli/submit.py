@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 import yaml
-from dreambooth_api import API_VERSION, GROUP, VERSION
+from dreambooth_api import API_VERSION, DREAMBOOTH_JOB, GROUP, VERSION
+from dreambooth_api.names import DREAMBOOTHJOBS
 from kubernetes.client.exceptions import ApiException
 
-from .kube import JOBS, CliError, Cluster, api_message
+from .kube import CliError, Cluster, api_message
 
-KIND = "DreamBoothJob"
+KIND = DREAMBOOTH_JOB.kind
 
 
 def load_jobs(filename: str) -> list[dict]:
@@ -99,7 +100,7 @@ def create(cluster: Cluster, job: dict, namespace: str, dry_run: bool) -> dict:
     body.setdefault("metadata", {})["namespace"] = namespace
     try:
         return cluster.custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, JOBS, body, **({"dry_run": "All"} if dry_run else {}))
+            GROUP, VERSION, namespace, DREAMBOOTHJOBS, body, **({"dry_run": "All"} if dry_run else {}))
     except ApiException as err:
         raise CliError(api_message(err)) from None
 

@@ -1,6 +1,7 @@
 """``dreambooth watch``: a job's progress bar, driven by a watch on its status.
 
-``view`` (pure) turns a DreamBoothJob into what to show; ``Display`` draws it with tqdm;
+``view`` (pure) turns a DreamBoothJob into what to show; ``Display`` draws it (a tqdm bar on a
+terminal, plain lines in a log);
 ``watch`` feeds it from the API server until the job succeeds (0) or fails (1).
 """
 
@@ -12,15 +13,15 @@ from dataclasses import dataclass
 
 import kubernetes
 from dreambooth_api import GROUP, VERSION
+from dreambooth_api.names import DREAMBOOTHJOBS, MODELARTIFACTS
 from kubernetes.client.exceptions import ApiException
-from tqdm import tqdm
 
-from ..conditions import FAILED, VALIDATED, find
-from .kube import ARTIFACTS, JOBS, CliError, Cluster, api_message
+from .bars import duration, open_bar, say
+from .kube import CliError, Cluster, api_message
 
 WATCH_SECONDS = 240  # one watch request; then it is renewed from the last resourceVersion
-BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {unit} [{elapsed}{postfix}]"
-SPINNER_FORMAT = "{desc} [{elapsed}{postfix}]"
+# Condition types of a DreamBoothJob the view explains (the operator's conditions.py).
+VALIDATED, FAILED = "Validated", "Failed"
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,8 @@ class View:
     exit_code: int | None = None  # set once the job is finished
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+def find(conditions: list[dict] | None, type_: str) -> dict | None:
+    return next((c for c in conditions or [] if c.get("type") == type_), None)
 
 
 def _condition_line(condition: dict) -> str:
@@ -62,7 +61,7 @@ def view(job: dict) -> View:
         if training.get("imagesPerSecond"):
             parts.append(f"{training['imagesPerSecond']:.1f} img/s")
         if training.get("etaSeconds") is not None:
-            parts.append(f"ETA {_duration(training['etaSeconds'])}")
+            parts.append(f"ETA {duration(training['etaSeconds'])}")
         if training.get("restarts"):
             parts.append(f"restarts {training['restarts']}")
         return View(phase, count=(training.get("step", 0), training.get("maxSteps", 0), "steps"),
@@ -80,32 +79,28 @@ def view(job: dict) -> View:
 
 
 class Display:
-    """One tqdm bar per phase; a line for each phase change and each new note."""
+    """One bar per phase (see ``bars``); a line for each phase change and each new note."""
 
-    def __init__(self, file=None):
+    def __init__(self, file=None, interval: float | None = None):
         self.file = file or sys.stderr
+        self.interval = interval
         self.phase, self.note, self.bar = None, None, None
 
     def show(self, v: View) -> None:
         if v.phase != self.phase:
             self.close()
             self.phase, self.note = v.phase, None
-            tqdm.write(f"phase: {v.phase}", file=self.file)
-            if v.count:
-                self.bar = tqdm(total=v.count[1], desc=v.phase, unit=v.count[2], bar_format=BAR_FORMAT,
-                                file=self.file, dynamic_ncols=True, mininterval=0)
-            elif v.exit_code is None:
-                self.bar = tqdm(total=None, desc=v.phase, bar_format=SPINNER_FORMAT, file=self.file,
-                                mininterval=0)
+            say(f"phase: {v.phase}", file=self.file)
+            if v.count or v.exit_code is None:
+                kwargs = {} if self.interval is None else {"interval": self.interval}
+                self.bar = open_bar(v.phase, v.count[1] if v.count else None, v.count[2] if v.count else "",
+                                    self.file, **kwargs)
         if v.note and v.note != self.note:
             self.note = v.note
-            tqdm.write(f"  {v.note}", file=self.file)
+            say(f"  {v.note}", file=self.file)
         if self.bar is not None:
-            if v.count:
-                self.bar.total = v.count[1]
-                self.bar.n = min(v.count[0], v.count[1]) if v.count[1] else v.count[0]
-            self.bar.set_postfix_str(v.detail, refresh=False)
-            self.bar.refresh()
+            done, total = (v.count[0], v.count[1]) if v.count else (0, None)
+            self.bar.update_to(min(done, total) if total else done, total, v.detail)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -117,7 +112,7 @@ def _artifact_line(cluster: Cluster, namespace: str, name: str | None) -> str:
     if not name:
         return "the job succeeded without naming an artifact"
     try:
-        spec = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, ARTIFACTS, name)["spec"]
+        spec = cluster.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, MODELARTIFACTS, name)["spec"]
     except ApiException:
         return f"artifact: modelartifact {name}"
     return (f"artifact: modelartifact {name}\n  uri:    {spec.get('uri')}\n  sha256: {spec.get('sha256')}\n"
@@ -126,9 +121,9 @@ def _artifact_line(cluster: Cluster, namespace: str, name: str | None) -> str:
 
 def watch(cluster: Cluster, name: str, timeout: float | None = None) -> int:
     namespace = cluster.namespace
-    first = job = cluster.get(JOBS, name)
+    first = job = cluster.get(DREAMBOOTHJOBS, name)
     display = Display()
-    tqdm.write(f"watching dreamboothjob {namespace}/{name}", file=sys.stderr)
+    say(f"watching dreamboothjob {namespace}/{name}", file=sys.stderr)
     deadline = time.monotonic() + timeout if timeout else None
     current = view(job)
     try:
@@ -164,7 +159,7 @@ def versions(cluster: Cluster, name: str, job: dict, deadline: float | None):
         seconds = max(1, int(min(WATCH_SECONDS, remaining if remaining is not None else WATCH_SECONDS)))
         try:
             for event in w.stream(cluster.custom.list_namespaced_custom_object, GROUP, VERSION,
-                                  cluster.namespace, JOBS, field_selector=f"metadata.name={name}",
+                                  cluster.namespace, DREAMBOOTHJOBS, field_selector=f"metadata.name={name}",
                                   resource_version=version, timeout_seconds=seconds):
                 obj = event["raw_object"]
                 if event["type"] == "DELETED":
@@ -175,6 +170,6 @@ def versions(cluster: Cluster, name: str, job: dict, deadline: float | None):
         except ApiException as err:
             if err.status != 410:
                 raise CliError(api_message(err)) from None
-            obj = cluster.get(JOBS, name)
+            obj = cluster.get(DREAMBOOTHJOBS, name)
             version = obj["metadata"]["resourceVersion"]
             yield obj

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-CLI = [sys.executable, "-m", "dreambooth_operator.cli"]
+CLI = [sys.executable, "-m", "dreambooth_cli"]
 # Storage settings of the developer's shell must not reach the command under test.
 SCRUBBED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "S3_ENDPOINT", "S3_SECURE", "KUBECONFIG")
 

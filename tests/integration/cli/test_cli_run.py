@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from dreambooth_operator.cli.grid import grid_layout
+from dreambooth_cli.grid import grid_layout
 from PIL import Image
 
 from tests.integration.cli.conftest import CLI, cli_env

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from dreambooth_operator.cli import _prog
-from dreambooth_operator.cli.args import DEFAULT_SECRET, parse_args
+from dreambooth_cli import _prog
+from dreambooth_cli.args import DEFAULT_SECRET, parse_args
 
 
 @pytest.mark.parametrize(
@@ -64,10 +64,23 @@ def test_console_scripts_point_at_main():
     import tomllib
     from pathlib import Path
 
-    from dreambooth_operator import cli
+    import dreambooth_cli as cli
 
-    project = tomllib.loads((Path(__file__).resolve().parents[3] / "operator" / "pyproject.toml").read_text())
-    scripts = project["project"]["scripts"]
-    assert scripts == {"dreambooth": "dreambooth_operator.cli:main",
-                       "kubectl-dreambooth": "dreambooth_operator.cli:main"}
+    root = Path(__file__).resolve().parents[3]
+    project = tomllib.loads((root / "cli" / "pyproject.toml").read_text())["project"]
+    assert project["scripts"] == {"dreambooth": "dreambooth_cli:main", "kubectl-dreambooth": "dreambooth_cli:main"}
     assert callable(cli.main)
+    # The operator's image ships no user tooling: no scripts, no progress bars.
+    operator = tomllib.loads((root / "operator" / "pyproject.toml").read_text())["project"]
+    assert "scripts" not in operator
+    assert not [d for d in operator["dependencies"] if d.lower().startswith("tqdm")]
+
+
+def test_the_cli_does_not_import_the_operator():
+    from pathlib import Path
+
+    import dreambooth_cli
+
+    sources = sorted(Path(dreambooth_cli.__file__).parent.glob("*.py"))
+    assert len(sources) > 5
+    assert [p.name for p in sources if "dreambooth_operator" in p.read_text()] == []

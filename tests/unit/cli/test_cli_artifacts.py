@@ -1,21 +1,13 @@
-"""The pure parts of `dreambooth artifacts`: table, description, endpoint, file names, verified fetch."""
+"""The pure parts of `dreambooth artifacts`: table, description, file names, the metadata.json check."""
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 
 import pytest
-from dreambooth_operator.cli.artifacts import (
-    Endpoint,
-    Fetcher,
-    describe_text,
-    endpoint_from,
-    fetch,
-    local_names,
-    table,
-)
-from dreambooth_operator.cli.kube import CliError
+from dreambooth_api.files import ArtifactMetadata
+from dreambooth_cli.artifacts import check_metadata, describe_text, local_names, table
+from dreambooth_cli.kube import CliError
 
 SHA = "ab" * 32
 FOLDER = f"s3://dreambooth/team-a/artifacts/cloody-lora/{SHA}"
@@ -59,26 +51,6 @@ def test_describe_text_has_files_lineage_and_metrics():
         assert expected in text
 
 
-@pytest.mark.parametrize(
-    ("flag", "insecure", "env", "expected"),
-    [
-        ("minio:9000", False, {}, Endpoint("minio:9000", True)),
-        (None, False, {"S3_ENDPOINT": "127.0.0.1:9000", "S3_SECURE": "false"}, Endpoint("127.0.0.1:9000", False)),
-        ("minio:9000", True, {"S3_SECURE": "true"}, Endpoint("minio:9000", False)),
-        ("http://minio:9000", False, {}, Endpoint("minio:9000", False)),
-        ("https://s3.example.com", False, {"S3_SECURE": "false"}, Endpoint("s3.example.com", True)),
-        ("h:1", False, {"S3_ENDPOINT": "ignored:2"}, Endpoint("h:1", True)),
-    ],
-)
-def test_endpoint_from(flag, insecure, env, expected):
-    assert endpoint_from(flag, insecure, env) == expected
-
-
-def test_endpoint_is_required():
-    with pytest.raises(CliError, match="pass --endpoint"):
-        endpoint_from(None, False, {})
-
-
 def test_local_names_keep_the_artifact_folder_structure():
     assert local_names(ARTIFACT["spec"]) == [
         (f"{FOLDER}/pytorch_lora_weights.safetensors", "pytorch_lora_weights.safetensors"),
@@ -94,17 +66,41 @@ def test_local_names_refuse_escaping_paths():
         local_names(spec)
 
 
-def test_fetch_keeps_a_matching_file_and_refuses_a_mismatch(tmp_path):
-    source = tmp_path / "stored.safetensors"
-    source.write_bytes(b"adapter bytes" * 1000)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    out = tmp_path / "out" / "pytorch_lora_weights.safetensors"
-    fetcher = Fetcher(None, None)
-    assert fetch(fetcher, source.as_uri(), out, expected=(digest, 13000)) == digest
-    assert out.read_bytes() == source.read_bytes()
+def metadata(**changes) -> ArtifactMetadata:
+    lineage = {
+        "weightName": "pytorch_lora_weights.safetensors", "sha256": SHA, "sizeBytes": 6_291_456,
+        "artifactName": "cloody-lora", "job": {"name": "cloody", "uid": "u"},
+        "baseModel": {"uri": "hf://stable-diffusion-v1-5/stable-diffusion-v1-5", "revision": "abc123"},
+        "instance": {"prompt": "a photo of sks cat", "dataUri": "s3://d/cat/", "dataSha256": "cd" * 32,
+                     "images": [{"name": "1.jpg", "sha256": "ef" * 32}]},
+        "prior": {"enabled": False}, "hyperparameters": {"maxSteps": 800}, "training": {"loss": 0.125},
+        "samples": [{"prompt": "sks cat", "file": "samples/sample-00.png"}], "trainerVersion": "0.1.0",
+    }
+    return ArtifactMetadata.model_validate({**lineage, **changes})
 
-    out.unlink()
-    source.write_bytes(b"tampered")
-    with pytest.raises(CliError, match=f"sha256 MISMATCH .* records sha256 {digest} \\(13000 bytes\\)"):
-        fetch(fetcher, source.as_uri(), out, expected=(digest, 13000))
-    assert list(out.parent.iterdir()) == [], "nothing kept, not even the partial download"
+
+def test_check_metadata_reads_the_lineage_of_the_verified_adapter(tmp_path):
+    path = tmp_path / "metadata.json"
+    path.write_bytes(metadata().dumps())
+    meta = check_metadata(path, ARTIFACT["spec"])
+    assert (meta.job.name, meta.base_model.revision, meta.samples[0].file) == ("cloody", "abc123",
+                                                                              "samples/sample-00.png")
+    assert path.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (metadata(sha256="00" * 32).dumps(), "describes another adapter"),
+        (metadata(sizeBytes=1).dumps(), "describes another adapter"),
+        (b'{"weightName": "x"}', "is not an artifact's metadata.json"),
+        (b'{"unexpected": true, ' + metadata().dumps()[1:], "is not an artifact's metadata.json"),
+        (b"not json", "is not an artifact's metadata.json"),
+    ],
+)
+def test_check_metadata_refuses_and_drops_a_wrong_file(tmp_path, content, message):
+    path = tmp_path / "metadata.json"
+    path.write_bytes(content)
+    with pytest.raises(CliError, match=message):
+        check_metadata(path, ARTIFACT["spec"])
+    assert not path.exists()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dreambooth_operator.cli.grid import CAPTION_HEIGHT, LABEL_WIDTH, PAD, Row, compose_grid, grid_layout
+from dreambooth_cli.grid import CAPTION_HEIGHT, LABEL_WIDTH, PAD, Row, compose_grid, grid_layout
 from PIL import Image
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from dreambooth_operator.cli.kube import CliError, api_message, connect
+from dreambooth_cli.kube import CliError, api_message, connect
 from kubernetes.client.exceptions import ApiException
 
 

@@ -1,5 +1,5 @@
 """The pure parts of `dreambooth run`: storage mapping, data mapping, the --tiny/--real overlay and
-the config the operator's own renderer makes of it (which the trainer must accept)."""
+the job config ``render_job_config`` makes of it (the trainer reads it from its environment)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dreambooth_operator.cli.local import (
+from dreambooth_api.jobconfig import JobConfig, Tuning, to_env_value
+from dreambooth_cli.local import (
     REAL,
     TINY,
     TINY_CLASS_IMAGES,
     TINY_RESOLUTION,
+    TINY_SAMPLE_STEPS,
     TINY_SHARDS,
     TINY_STEPS,
     LocalLayout,
@@ -22,8 +24,7 @@ from dreambooth_operator.cli.local import (
     overlay_spec,
     resolve_data_uri,
 )
-from dreambooth_operator.cli.run import trainer_env
-from dreambooth_trainer.config import JobConfig
+from dreambooth_cli.run import trainer_env
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 CLOODY_JOB = EXAMPLES / "cloody-job.yaml"
@@ -123,7 +124,9 @@ def test_rendered_local_config_is_a_valid_trainer_config_under_the_workdir(examp
     spec = overlay_spec(body["spec"], mode, model_uri=MODEL)
     spec["instance"]["dataUri"] = "file:///data/photos/"
     job = local_job(body["metadata"]["name"], spec, mode, tmp_path)
-    cfg = JobConfig.model_validate(job.config)
+    env = trainer_env(job.config, tmp_path, "train", base={})
+    cfg = JobConfig.model_validate_json(env["DREAMBOOTH_JOB_CONFIG"])  # as the trainer reads it
+    assert cfg == job.config
     root = f"file://{tmp_path.resolve()}/storage/"
     for uri in (cfg.checkpoints_uri, cfg.validation_uri, cfg.output_uri, cfg.progress_uri, cfg.result_uri):
         assert uri.startswith(root)
@@ -131,9 +134,12 @@ def test_rendered_local_config_is_a_valid_trainer_config_under_the_workdir(examp
     assert cfg.metrics_port == 0 and cfg.world_size == 1
     if mode == TINY:
         assert cfg.base_model.uri == MODEL and cfg.training.resolution == TINY_RESOLUTION
-        assert cfg.training.validation.steps == 10 and cfg.training.validation.every_steps == 0
+        assert cfg.tuning.sample_steps == TINY_SAMPLE_STEPS
+        assert cfg.training.validation is None or cfg.training.validation.every_steps is None
+        assert cfg.training.max_steps == TINY_STEPS and cfg.training.mixed_precision == "no"
     else:
         assert cfg.base_model.uri == body["spec"]["baseModel"]["uri"]
+        assert cfg.tuning == Tuning()
 
 
 def test_local_uid_is_stable_and_follows_the_job():
@@ -146,9 +152,12 @@ def test_local_uid_is_stable_and_follows_the_job():
 
 def test_trainer_env_is_a_pods_env(tmp_path):
     base = {"PATH": "/bin", "RANK": "3", "WORLD_SIZE": "8", "JOB_COMPLETION_INDEX": "7", "HF_TOKEN": "t"}
-    env = trainer_env({"jobName": "x"}, tmp_path, "prior", 1, base=base)
+    spec = overlay_spec(cloody_spec(), TINY, model_uri=MODEL)
+    spec["instance"]["dataUri"] = "file:///data/photos/"
+    config = local_job("cloody", spec, TINY, tmp_path).config
+    env = trainer_env(config, tmp_path, "prior", 1, base=base)
     assert env["JOB_COMPLETION_INDEX"] == "1" and "RANK" not in env and "WORLD_SIZE" not in env
-    assert env["DREAMBOOTH_JOB_CONFIG"] == '{"jobName":"x"}'
+    assert env["DREAMBOOTH_JOB_CONFIG"] == to_env_value(config) and "\n" not in env["DREAMBOOTH_JOB_CONFIG"]
     assert env["DREAMBOOTH_TERMINATION_LOG"] == str(tmp_path / "prior-1.result")
     assert (env["PATH"], env["HF_TOKEN"]) == ("/bin", "t")
-    assert "JOB_COMPLETION_INDEX" not in trainer_env({}, tmp_path, "train", base=base)
+    assert "JOB_COMPLETION_INDEX" not in trainer_env(config, tmp_path, "train", base=base)

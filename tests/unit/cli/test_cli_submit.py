@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dreambooth_operator.cli.args import parse_args
-from dreambooth_operator.cli.kube import CliError
-from dreambooth_operator.cli.submit import DEFAULT_BASE_MODEL, apply_flags, load_jobs, target_namespace
+from dreambooth_cli.args import parse_args
+from dreambooth_cli.kube import CliError
+from dreambooth_cli.submit import DEFAULT_BASE_MODEL, apply_flags, load_jobs, target_namespace
 
 CLOODY = Path(__file__).resolve().parents[3] / "examples" / "cloody-job.yaml"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from dreambooth_operator.cli.watch import Display, View, view
+from dreambooth_cli.watch import Display, View, view
 
 
 def job(status=None) -> dict:

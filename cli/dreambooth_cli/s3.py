@@ -1,0 +1,132 @@
+"""The CLI's one storage reader: ``s3://`` through MinIO's client, ``file://`` from disk, in
+chunks, and a download that keeps a file only once it is complete and, when asked, verified.
+
+S3 errors are reported by what they mean (``names.S3_DENIED``, ``names.S3_NOT_FOUND``) and never
+with the credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import urllib3
+from dreambooth_api.names import S3_DENIED, S3_NOT_FOUND
+
+from .bars import open_bar
+from .kube import CliError
+
+CHUNK = 1 << 20
+# The Secret keys (and environment variables) holding the storage credentials, as the pods get them.
+STORAGE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str
+    secret_key: str = ""
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"Credentials(access_key={self.access_key!r}, secret_key=***)"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str  # host:port
+    secure: bool
+
+
+def endpoint_from(flag: str | None, insecure: bool, env: dict) -> Endpoint:
+    """``--endpoint`` (host:port or URL), else ``$S3_ENDPOINT``; TLS unless --insecure,
+    ``$S3_SECURE=false`` or an http:// URL."""
+    value = flag or env.get("S3_ENDPOINT")
+    if not value:
+        raise CliError("no S3 endpoint: pass --endpoint HOST:PORT or set S3_ENDPOINT")
+    if "://" in value:
+        parsed = urlparse(value)
+        return Endpoint(parsed.netloc, parsed.scheme == "https" and not insecure)
+    secure = env.get("S3_SECURE", "true").lower() in ("1", "true", "yes")
+    return Endpoint(value, secure and not insecure)
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def s3_message(uri: str, code: str, host: str) -> str:
+    """What an S3 error code means for the user; MinIO's own message names bucket and key only."""
+    if code in S3_DENIED:
+        return f"{uri}: access denied by {host} ({code}): the credentials may not read it"
+    if code in S3_NOT_FOUND:
+        return f"{uri}: not found on {host} ({code})"
+    return f"{uri}: {code} from {host}"
+
+
+class Fetcher:
+    """Reads s3:// (with the given endpoint and credentials) and file:// URIs in chunks."""
+
+    def __init__(self, endpoint: Endpoint | None, credentials: Credentials | None):
+        self.client, self.host = None, None
+        if endpoint and credentials:
+            from minio import Minio
+
+            self.client = Minio(endpoint.host, access_key=credentials.access_key,
+                                secret_key=credentials.secret_key, secure=endpoint.secure)
+            self.host = endpoint.host
+
+    def chunks(self, uri: str) -> Iterator[bytes]:
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":
+            try:
+                with open(parsed.path, "rb") as f:
+                    yield from iter(lambda: f.read(CHUNK), b"")
+            except FileNotFoundError:
+                raise CliError(f"{uri}: not found") from None
+            return
+        if parsed.scheme != "s3" or self.client is None:
+            raise CliError(f"{uri}: cannot read it (s3:// needs an endpoint and credentials)")
+        from minio.error import S3Error
+
+        bucket, key = split_s3(uri)
+        try:
+            response = self.client.get_object(bucket, key)
+        except S3Error as err:
+            raise CliError(s3_message(uri, err.code, self.host)) from None
+        except urllib3.exceptions.HTTPError as err:
+            raise CliError(f"cannot reach the storage at {self.host}: {type(err).__name__}") from None
+        try:
+            yield from response.stream(CHUNK)
+        finally:
+            response.close()
+            response.release_conn()
+
+
+def fetch(fetcher: Fetcher, uri: str, dest: Path, expected: tuple[str, int] | None = None) -> str:
+    """Download ``uri`` to ``dest`` through a temporary file; with ``expected`` (sha256, size)
+    the file is kept only if it matches. Returns the sha256."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f".{dest.name}.part")
+    digest, size = hashlib.sha256(), 0
+    bar = open_bar(dest.name, total=expected[1] if expected else None, unit="B", leave=False)
+    try:
+        with open(part, "wb") as out:
+            for chunk in fetcher.chunks(uri):
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                bar.update(len(chunk))
+        if expected and (digest.hexdigest(), size) != expected:
+            raise CliError(
+                f"sha256 MISMATCH for {uri}: the ModelArtifact records sha256 {expected[0]} ({expected[1]} bytes), "
+                f"the stored file has sha256 {digest.hexdigest()} ({size} bytes). It was not saved: the stored "
+                "adapter is not the one that was published (tampered with or overwritten).")
+        os.replace(part, dest)
+    finally:
+        bar.close()
+        part.unlink(missing_ok=True)
+    return digest.hexdigest()
