@@ -126,9 +126,10 @@ class TtyBar:
 
 
 def open_bar(desc: str, total: float | None = None, unit: str = "", file=None, *, leave: bool = True,
-             interval: float = PLAIN_SECONDS) -> PlainBar | TtyBar:
-    """A bar on ``file`` (default stderr): tqdm when it is a terminal, plain lines otherwise."""
+             interval: float | None = None) -> PlainBar | TtyBar:
+    """A bar on ``file`` (default stderr): tqdm when it is a terminal, plain lines otherwise, at
+    most one every ``interval`` seconds (default ``PLAIN_SECONDS``)."""
     file = file or sys.stderr
     if is_tty(file):
         return TtyBar(desc, total, unit, file, leave=leave)
-    return PlainBar(desc, total, unit, file, interval=interval)
+    return PlainBar(desc, total, unit, file, interval=PLAIN_SECONDS if interval is None else interval)

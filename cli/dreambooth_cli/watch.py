@@ -92,9 +92,8 @@ class Display:
             self.phase, self.note = v.phase, None
             say(f"phase: {v.phase}", file=self.file)
             if v.count or v.exit_code is None:
-                kwargs = {} if self.interval is None else {"interval": self.interval}
                 self.bar = open_bar(v.phase, v.count[1] if v.count else None, v.count[2] if v.count else "",
-                                    self.file, **kwargs)
+                                    self.file, interval=self.interval)
         if v.note and v.note != self.note:
             self.note = v.note
             say(f"  {v.note}", file=self.file)

@@ -11,13 +11,27 @@ import uuid
 from pathlib import Path
 
 import pytest
+from dreambooth_api.files import ArtifactMetadata
+from dreambooth_api.names import METADATA_FILE, WEIGHT_NAME
 
 from tests.integration.cli.conftest import CLI, cli_env
 
 ADAPTER = os.urandom(50_000)
 SHA = hashlib.sha256(ADAPTER).hexdigest()
 SAMPLE = b"\x89PNG\r\n\x1a\n fake sample"
-METADATA = json.dumps({"sha256": SHA, "format": "diffusers-lora"}).encode()
+
+
+def lineage(sha: str = SHA, size: int = len(ADAPTER)) -> bytes:
+    return ArtifactMetadata.model_validate({
+        "weightName": WEIGHT_NAME, "sha256": sha, "sizeBytes": size, "artifactName": "cloody-lora",
+        "job": {"name": "cloody", "uid": "u-1"}, "baseModel": {"uri": "hf://stable-diffusion-v1-5/stable-diffusion-v1-5"},
+        "instance": {"prompt": "a photo of sks cat", "dataUri": "s3://d/cat/", "dataSha256": "cd" * 32, "images": []},
+        "prior": {"enabled": False}, "hyperparameters": {}, "training": {},
+        "samples": [{"prompt": "sks cat", "file": "samples/sample-00.png"}], "trainerVersion": "0.1.0",
+    }).dumps(indent=2)
+
+
+METADATA = lineage()
 
 
 @pytest.fixture
@@ -28,18 +42,18 @@ def published(cluster, namespace, minio, dreambooth_crds):
     client = minio.client()
     client.make_bucket(bucket)
     folder = f"{namespace}/artifacts/cloody-lora/{SHA}"
-    for key, data in (("pytorch_lora_weights.safetensors", ADAPTER), ("metadata.json", METADATA),
+    for key, data in ((WEIGHT_NAME, ADAPTER), (METADATA_FILE, METADATA),
                       ("samples/sample-00.png", SAMPLE)):
         client.put_object(bucket, f"{folder}/{key}", io.BytesIO(data), len(data))
     base = f"s3://{bucket}/{folder}"
     artifact = {
         "apiVersion": "dreambooth.dev/v1alpha1", "kind": "ModelArtifact",
         "metadata": {"name": "cloody-lora", "namespace": namespace},
-        "spec": {"uri": f"{base}/pytorch_lora_weights.safetensors", "sha256": SHA, "sizeBytes": len(ADAPTER),
+        "spec": {"uri": f"{base}/{WEIGHT_NAME}", "sha256": SHA, "sizeBytes": len(ADAPTER),
                  "baseModel": {"uri": "hf://stable-diffusion-v1-5/stable-diffusion-v1-5"},
                  "prompts": {"instance": "a photo of sks cat", "class": "a photo of a cat"},
                  "sourceJob": {"name": "cloody", "uid": str(uuid.uuid4())},
-                 "metadataUri": f"{base}/metadata.json", "sampleImages": [f"{base}/samples/sample-00.png"],
+                 "metadataUri": f"{base}/{METADATA_FILE}", "sampleImages": [f"{base}/samples/sample-00.png"],
                  "metrics": {"loss": 0.125}},
     }
     cluster.kubectl("create", "-f", "-", input=json.dumps(artifact))
@@ -62,7 +76,7 @@ def test_list_and_describe(namespace, dreambooth, published):
     described = dreambooth("artifacts", "describe", name, "-n", namespace)
     assert described.returncode == 0, described.stderr
     assert f"SHA-256:      {SHA}" in described.stdout
-    assert f"URI:          s3://{bucket}/{folder}/pytorch_lora_weights.safetensors" in described.stdout
+    assert f"URI:          s3://{bucket}/{folder}/{WEIGHT_NAME}" in described.stdout
     assert "Metrics:      loss 0.125" in described.stdout
     as_json = json.loads(dreambooth("artifacts", "describe", name, "-n", namespace, "-o", "json").stdout)
     assert as_json["spec"]["sha256"] == SHA
@@ -79,10 +93,12 @@ def test_download_verifies_the_sha256_with_the_namespaces_secret(namespace, mini
     done = dreambooth("artifacts", "download", name, "-n", namespace, "-o", str(out),
                       "--endpoint", minio.endpoint, "--insecure")
     assert done.returncode == 0, done.stderr
-    assert (out / "pytorch_lora_weights.safetensors").read_bytes() == ADAPTER
-    assert (out / "metadata.json").read_bytes() == METADATA
+    assert (out / WEIGHT_NAME).read_bytes() == ADAPTER
+    assert (out / METADATA_FILE).read_bytes() == METADATA
     assert (out / "samples" / "sample-00.png").read_bytes() == SAMPLE
     assert f"sha256 {SHA} verified" in done.stdout
+    assert "lineage: job cloody, base model hf://stable-diffusion-v1-5/stable-diffusion-v1-5" in done.stdout
+    assert "\r" not in done.stderr, "off a terminal, no progress frames"
     assert f"credentials from Secret {namespace}/dreambooth-storage" in done.stderr
     assert minio.secret_key not in done.stdout + done.stderr
     assert minio.access_key not in done.stdout + done.stderr
@@ -96,7 +112,7 @@ def test_download_with_credentials_from_the_environment(cluster, namespace, mini
                       env=env)
     assert done.returncode == 0, done.stderr
     assert "credentials from the environment" in done.stderr
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["metadata.json", "pytorch_lora_weights.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted([METADATA_FILE, WEIGHT_NAME])
 
     nothing = dreambooth("artifacts", "download", name, "-n", namespace, "-o", str(tmp_path / "b"),
                          "--endpoint", minio.endpoint, "--insecure")
@@ -108,16 +124,39 @@ def test_a_tampered_adapter_fails_loudly_and_is_not_kept(namespace, minio, dream
     name, bucket, folder = published
     tampered = bytearray(ADAPTER)
     tampered[100] ^= 0xFF
-    minio.client().put_object(bucket, f"{folder}/pytorch_lora_weights.safetensors", io.BytesIO(bytes(tampered)),
-                              len(tampered))
+    minio.client().put_object(bucket, f"{folder}/{WEIGHT_NAME}", io.BytesIO(bytes(tampered)), len(tampered))
     out = tmp_path / "cloody"
     done = dreambooth("artifacts", "download", name, "-n", namespace, "-o", str(out),
                       "--endpoint", minio.endpoint, "--insecure")
     assert done.returncode == 1
     assert "sha256 MISMATCH" in done.stderr and f"records sha256 {SHA}" in done.stderr
     assert hashlib.sha256(tampered).hexdigest() in done.stderr
-    assert not (out / "pytorch_lora_weights.safetensors").exists()
+    assert not (out / WEIGHT_NAME).exists()
     assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize(("metadata", "message"), [
+    (lineage(sha="00" * 32), "describes another adapter"),
+    (b'{"sha256": "' + SHA.encode() + b'", "format": "diffusers-lora"}', "is not an artifact's metadata.json"),
+])
+def test_a_metadata_json_that_does_not_describe_the_adapter_is_refused(namespace, minio, dreambooth, published,
+                                                                       tmp_path, metadata, message):
+    name, bucket, folder = published
+    minio.client().put_object(bucket, f"{folder}/{METADATA_FILE}", io.BytesIO(metadata), len(metadata))
+    out = tmp_path / "cloody"
+    done = dreambooth("artifacts", "download", name, "-n", namespace, "-o", str(out),
+                      "--endpoint", minio.endpoint, "--insecure")
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+    assert not (out / METADATA_FILE).exists()
+
+
+def test_a_missing_file_is_reported_as_not_found(namespace, minio, dreambooth, published, tmp_path):
+    name, bucket, folder = published
+    minio.client().remove_object(bucket, f"{folder}/samples/sample-00.png")
+    done = dreambooth("artifacts", "download", name, "-n", namespace, "-o", str(tmp_path / "x"),
+                      "--endpoint", minio.endpoint, "--insecure")
+    assert done.returncode == 1
+    assert f"s3://{bucket}/{folder}/samples/sample-00.png: not found on {minio.endpoint} (NoSuchKey)" in done.stderr
 
 
 def test_wrong_credentials_are_reported_without_leaking_them(cluster, namespace, minio, dreambooth, published,
@@ -129,7 +168,8 @@ def test_wrong_credentials_are_reported_without_leaking_them(cluster, namespace,
     done = dreambooth("artifacts", "download", name, "-n", namespace, "--secret", "other", "-o", str(tmp_path / "x"),
                       "--endpoint", minio.endpoint, "--insecure")
     assert done.returncode == 1
-    assert "InvalidAccessKeyId" in done.stderr and "wrong-secret-123" not in done.stdout + done.stderr
+    assert f"access denied by {minio.endpoint} (InvalidAccessKeyId)" in done.stderr
+    assert "wrong-secret-123" not in done.stdout + done.stderr
 
 
 def test_kubectl_finds_the_plugin(cluster, namespace, published, tmp_path):

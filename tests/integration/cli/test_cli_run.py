@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 from pathlib import Path
 
 import yaml
+from dreambooth_api.files import ArtifactMetadata, PhaseReport, PublishResult
+from dreambooth_api.jobconfig import JobConfig
+from dreambooth_api.names import METADATA_FILE, WEIGHT_NAME, prior_image_name, prior_manifest_name
 from dreambooth_cli.grid import grid_layout
 from PIL import Image
 
@@ -40,22 +42,27 @@ def test_run_tiny_end_to_end_then_rerun_reuses_everything(tmp_path):
 
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines() if line.startswith(("artifact:", "grid:")))
     adapter = Path(lines["artifact"])
-    assert adapter.name == "pytorch_lora_weights.safetensors" and adapter.parent.parent.name == "cloody-lora"
+    assert adapter.name == WEIGHT_NAME and adapter.parent.parent.name == "cloody-lora"
     sha = hashlib.sha256(adapter.read_bytes()).hexdigest()
     assert adapter.parent.name == sha and f"sha256 {sha}" in done.stdout
-    metadata = json.loads((adapter.parent / "metadata.json").read_text())
-    assert metadata["sha256"] == sha and metadata["training"]["step"] == 4
-    assert metadata["hyperparameters"]["resolution"] == 64 and len(metadata["instance"]["images"]) == 7
-    assert (adapter.parent / "samples" / "sample-00.png").is_file()
+    meta = ArtifactMetadata.loads((adapter.parent / METADATA_FILE).read_bytes())
+    assert (meta.sha256, meta.weight_name) == (sha, WEIGHT_NAME)
+    assert meta.hyperparameters["resolution"] == 64 and len(meta.instance.images) == 7
+    assert [s.file for s in meta.samples] and all((adapter.parent / s.file).is_file() for s in meta.samples)
+    assert f"weight_name={WEIGHT_NAME!r}" in done.stdout
 
     # the phases ran as the pods do: two prior shards, train, publish, each with its own log
-    config = json.loads((work / "job-config.json").read_text())
-    priors = Path(config["priorsUri"].removeprefix("file://"))
-    assert sorted(p.name for p in priors.iterdir()) == [
-        "class-000000.png", "class-000001.png", "manifest-0000-of-0002.json", "manifest-0001-of-0002.json"]
+    config = JobConfig.model_validate_json((work / "job-config.json").read_text())
+    result = PublishResult.loads(Path(config.result_uri.removeprefix("file://")).read_bytes())
+    assert (result.sha256, result.step, Path(result.adapter_uri.removeprefix("file://"))) == (sha, 4, adapter)
+    priors = Path(config.priors_uri.removeprefix("file://"))
+    assert sorted(p.name for p in priors.iterdir()) == sorted(
+        [prior_image_name(0), prior_image_name(1), prior_manifest_name(0, 2), prior_manifest_name(1, 2)])
     assert sorted(p.name for p in (work / "logs").glob("*.log")) == [
         "prior-0.log", "prior-1.log", "publish.log", "train.log"]
-    assert "4/4" in done.stderr and "priors: 100%" in done.stderr
+    # stderr is a pipe here, as in CI: progress comes as plain lines, each phase's last one complete
+    assert "\r" not in done.stderr
+    assert "train: 4/4 step (100%)" in done.stderr and "priors: 2/2 img (100%)" in done.stderr
 
     # grid: the 7 photos, one sample before and one after, at the layout's size
     grid = Path(lines["grid"].split("  (")[0])
@@ -71,8 +78,8 @@ def test_run_tiny_end_to_end_then_rerun_reuses_everything(tmp_path):
                  "--data", str(PHOTOS))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "publish: already published" in again.stderr and f"sha256 {sha}" in again.stdout
-    last = (work / "logs" / "prior-0.log").read_text().splitlines()[-1]  # logs are appended to
-    assert json.loads(last.removeprefix("DREAMBOOTH_RESULT "))["generated"] == 0, "stored priors are reused"
+    report = PhaseReport.find((work / "logs" / "prior-0.log").read_text())  # logs are appended to
+    assert report.prior.generated == 0, "stored priors are reused"
     assert grid.is_file()
 
 

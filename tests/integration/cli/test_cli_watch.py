@@ -48,7 +48,8 @@ def test_watch_follows_a_job_to_succeeded(cluster, namespace, background):
     assert "Validated=False SecretNotFound: Secret dreambooth-storage not found" in err
     assert "50/200 images" in err and "200/200 images" in err
     assert "200/800 steps" in err and "loss 0.2500, ETA 1:35" in err and "800/800 steps" in err
-    phases = [line.split("phase: ")[1] for line in err.replace("\r", "\n").splitlines() if "phase: " in line]
+    assert "\r" not in err, "off a terminal, progress is plain lines"
+    phases = [line.split("phase: ")[1] for line in err.splitlines() if "phase: " in line]
     assert phases == ["Pending", "GeneratingPriors", "Training", "Publishing", "Succeeded"]
     assert watch.stdout.splitlines()[:3] == [
         "dreamboothjob cloody Succeeded",
