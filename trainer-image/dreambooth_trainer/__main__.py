@@ -1,7 +1,9 @@
 """``python -m dreambooth_trainer <prior|train|publish|tiny-model|schema>``.
 
-Exit codes: 0 done; 1 unexpected error (retry may help); 2 invalid input (config, data, model,
-credentials: retrying cannot help); 143 stopped by SIGTERM after writing a checkpoint.
+Exit codes (``dreambooth_api.names``): 0 done; 1 unexpected error (retry may help); 2 invalid
+input (config, data, model, credentials: retrying cannot help); 143 stopped by SIGTERM after
+writing a checkpoint. ``train`` with ``PET_NNODES`` set (and no ``LOCAL_RANK``) is the torchrun
+launcher of this pod's workers, passing their exit code on (see ``launch``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import json
 import logging
 import sys
 
-from . import result
+from dreambooth_api.files import PhaseReport
+from dreambooth_api.names import EXIT_FAILED, EXIT_INTERRUPTED
+
+from . import launch, result
 from .config import DistEnv, JobConfig, load_config
 from .errors import TrainerError
 from .metrics import Metrics
@@ -35,18 +40,21 @@ def parse_args(argv):
 
 
 def run_phase(args, cfg: JobConfig, env: DistEnv, metrics: Metrics) -> dict:
+    """This phase's typed summary, as the ``PhaseReport`` field named after the phase."""
     if args.command == "prior":
         from .prior import generate_priors
 
         shard = args.shard if args.shard is not None else env.completion_index or 0
-        return generate_priors(cfg, shard, args.shards or cfg.prior.shards, metrics=metrics)
+        return {"prior": generate_priors(cfg, shard, args.shards or cfg.prior.shards, metrics=metrics)}
     if args.command == "train":
         from .train import StopFlag, train
 
-        return train(cfg, env, metrics, StopFlag().install())
+        summary = train(cfg, env, metrics, StopFlag().install())
+        return {"train": summary, "step": summary.step}
     from .publish import publish
 
-    return publish(cfg)
+    published = publish(cfg)
+    return {"publish": published, "step": published.step}
 
 
 def main(argv=None) -> int:
@@ -60,6 +68,8 @@ def main(argv=None) -> int:
     if args.command == "schema":
         print(json.dumps(JobConfig.model_json_schema(by_alias=True), indent=2))
         return 0
+    if args.command == "train" and launch.is_launcher():
+        return launch.run(["train"] + (["--config", args.config] if args.config else []))
     from .train import Stopped
 
     report, code, metrics = {"phase": args.command}, 0, None
@@ -73,7 +83,7 @@ def main(argv=None) -> int:
         report.update(status="Succeeded", **run_phase(args, cfg, env, metrics))
     except Stopped as exc:
         report.update(status="Interrupted", reason="SIGTERM", message=str(exc), step=exc.step)
-        code = 143
+        code = EXIT_INTERRUPTED
     except TrainerError as exc:
         log.error("%s: %s", exc.reason, exc)
         report.update(status="Failed", reason=exc.reason, message=str(exc))
@@ -81,11 +91,12 @@ def main(argv=None) -> int:
     except Exception as exc:  # report it to the operator, then let the traceback show
         log.exception("unexpected error")
         report.update(status="Failed", reason="InternalError", message=f"{type(exc).__name__}: {exc}")
-        code = 1
+        code = EXIT_FAILED
     finally:
         if metrics:
             metrics.close()
-    result.emit(report)
+    result.emit(PhaseReport(**report))
+    launch.record_exit(code)
     return code
 
 

@@ -22,6 +22,8 @@ from . import __version__, storage
 log = logging.getLogger(__name__)
 
 STATE = "state.json"
+# Losses of the last step, as state.json, progress.json and the train summary name them.
+LOSSES = ("loss", "instance_loss", "prior_loss")
 _STEP = re.compile(r"^step-(\d+)/state\.json$")
 
 
@@ -66,7 +68,7 @@ def save(root: str, step: int, engine, lora_sds: dict, lr_scheduler, generator, 
         storage.upload_tree(local, uri)
     engine.barrier()
     if engine.rank == 0:
-        state = {"step": step, "worldSize": engine.world_size, "trainerVersion": __version__, **extra}
+        state = {"step": step, "world_size": engine.world_size, "trainer_version": __version__, **extra}
         storage.write_bytes(storage.join(uri, STATE), json.dumps(state, indent=2).encode())
     engine.barrier()
     return uri

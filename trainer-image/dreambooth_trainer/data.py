@@ -14,13 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from dreambooth_api.names import IMAGE_SUFFIXES, is_image, prior_image_name
 from PIL import Image, ImageOps
 
 from . import storage
 from .errors import DataError
-from .prior import image_name
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 
 @dataclass
@@ -60,7 +58,7 @@ def load_image_set(uri: str, names: list[str], resolution: int) -> ImageSet:
 
 
 def instance_names(uri: str) -> list[str]:
-    names = [n for n in storage.list_files(uri) if n.lower().endswith(IMAGE_SUFFIXES)]
+    names = [n for n in storage.list_files(uri) if is_image(n)]
     if not names:
         raise DataError(f"no instance images ({', '.join(IMAGE_SUFFIXES)}) under {uri}")
     return names
@@ -71,7 +69,7 @@ def load_instance_images(uri: str, resolution: int) -> ImageSet:
 
 
 def load_class_images(uri: str, num_images: int, resolution: int) -> ImageSet:
-    names = [image_name(i) for i in range(num_images)]
+    names = [prior_image_name(i) for i in range(num_images)]
     stored = set(storage.list_files(uri))
     missing = [n for n in names if n not in stored]
     if missing:

@@ -1,8 +1,10 @@
-"""Accelerate (DDP) or DeepSpeed ZeRO-2 behind one small interface for the training loop.
+"""Accelerate (DDP) or DeepSpeed ZeRO (stage 0-3) behind one small interface for the training loop.
 
 Accelerate drops DeepSpeed when ``cpu=True``, so the ``deepspeed`` backend drives DeepSpeed
 directly (its CPU accelerator falls back to gloo): the same path runs on GPUs and in the CPU
-tests. Either way the real world size is asserted against the job's, never assumed.
+tests. Either way the real world size is asserted against the job's, never assumed. ZeRO-3
+partitions the parameters too: whoever reads or writes the LoRA weights, or runs the model
+outside the engine (validation), does so inside ``gathered()``, on every rank.
 """
 
 from __future__ import annotations
@@ -20,6 +22,17 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 _DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def check_zero_stage(stage: int) -> None:
+    """``stage`` must be a ZeRO stage this DeepSpeed runs."""
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+
+    try:
+        ZeroStageEnum(stage)
+    except ValueError:
+        runs = ", ".join(str(s.value) for s in ZeroStageEnum)
+        raise ConfigError(f"distributed.deepspeed.zeroStage {stage} is not one DeepSpeed runs ({runs})") from None
 
 
 def _mixed_precision(cfg: JobConfig) -> str:
@@ -54,8 +67,14 @@ class AccelerateEngine:
         self.rank, self.world_size, self.device = acc.process_index, acc.num_processes, acc.device
         self.local_rank = acc.local_process_index
         self.weight_dtype = _DTYPES[self.mixed_precision]
-        self.max_grad_norm = cfg.training.max_grad_norm
+        self.max_grad_norm = cfg.tuning.max_grad_norm
         self.model = self.optimizer = None
+
+    def gathered(self, params=None, modifier_rank=None):
+        return contextlib.nullcontext()  # every rank holds every parameter
+
+    def unhooked(self):
+        return contextlib.nullcontext()
 
     def prepare(self, model: torch.nn.Module, optimizer):
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
@@ -96,7 +115,7 @@ class AccelerateEngine:
 
 
 class DeepSpeedEngine:
-    """DeepSpeed ZeRO stage 2: optimizer states and gradients partitioned over the ranks."""
+    """DeepSpeed ZeRO: optimizer states (1), also gradients (2), also parameters (3) partitioned."""
 
     def __init__(self, cfg: JobConfig, env: DistEnv):
         import deepspeed
@@ -115,6 +134,7 @@ class DeepSpeedEngine:
         self.local_rank = env.local_rank
         self.device = torch.device("cuda", env.local_rank) if cuda else torch.device("cpu")
         self.weight_dtype = _DTYPES[self.mixed_precision]
+        self.stage = cfg.distributed.zero_stage
         self.engine = None
 
     def prepare(self, model: torch.nn.Module, optimizer):
@@ -124,8 +144,8 @@ class DeepSpeedEngine:
         config = {
             "train_micro_batch_size_per_gpu": 2 * t.batch_size,
             "gradient_accumulation_steps": t.gradient_accumulation,
-            "gradient_clipping": t.max_grad_norm,
-            "zero_optimization": {"stage": self.cfg.distributed.deepspeed.zero_stage},
+            "gradient_clipping": self.cfg.tuning.max_grad_norm,
+            "zero_optimization": {"stage": self.stage},
             "bf16": {"enabled": self.mixed_precision == "bf16"},
             "fp16": {"enabled": self.mixed_precision == "fp16"},
             "steps_per_print": 1 << 30,
@@ -134,6 +154,36 @@ class DeepSpeedEngine:
             model=model, optimizer=optimizer, config=config
         )
         return self.engine
+
+    def gathered(self, params=None, modifier_rank=None):
+        """Whole parameters (default: the trainable ones) inside the block; collective.
+
+        With ``modifier_rank``, that rank's changes are kept and partitioned again.
+        """
+        if self.stage != 3:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        if params is None:
+            params = [p for p in self.engine.module.parameters() if p.requires_grad]
+        return deepspeed.zero.GatheredParameters(list(params), modifier_rank=modifier_rank)
+
+    @contextlib.contextmanager
+    def unhooked(self):
+        """ZeRO-3's fetch/release hooks off, so gathered modules run as plain ones (as TRL does)."""
+        if self.stage != 3:
+            yield
+            return
+        offload = self.engine.optimizer.parameter_offload
+        for param in offload.module.parameters(recurse=True):
+            param.ds_active_sub_modules.clear()
+        for hook in offload.forward_hooks + offload.backward_hooks:
+            hook.remove()
+        offload.forward_hooks, offload.backward_hooks = [], []
+        try:
+            yield
+        finally:
+            offload._register_deepspeed_module(offload.module)
 
     def accumulating(self, last: bool):
         return contextlib.nullcontext()  # DeepSpeed reduces at its own accumulation boundary

@@ -7,16 +7,18 @@ instead of retrying it.
 
 from __future__ import annotations
 
+from dreambooth_api.names import EXIT_FAILED, EXIT_INVALID_INPUT
+
 
 class TrainerError(Exception):
-    exit_code = 1
+    exit_code = EXIT_FAILED
     reason = "Error"
 
 
 class InputError(TrainerError):
     """Retrying cannot help: the inputs are wrong."""
 
-    exit_code = 2
+    exit_code = EXIT_INVALID_INPUT
     reason = "InvalidInput"
 
 
@@ -37,10 +39,10 @@ class StorageError(TrainerError):
 
 
 class StorageAccessDenied(StorageError, InputError):
-    exit_code = 2
+    exit_code = EXIT_INVALID_INPUT
     reason = "StorageAccessDenied"
 
 
 class StorageNotFound(StorageError, InputError):
-    exit_code = 2
+    exit_code = EXIT_INVALID_INPUT
     reason = "StorageNotFound"

@@ -12,6 +12,8 @@ import struct
 from pathlib import Path
 
 import torch
+from dreambooth_api.names import WEIGHT_NAME
+from dreambooth_api.training import Lora
 from peft import (
     LoraConfig,
     get_peft_model_state_dict,
@@ -20,29 +22,27 @@ from peft import (
 )
 from safetensors import safe_open
 
-from .config import Lora
+# CLIP's attention projections: the text encoder's LoRA targets (not part of the API).
+TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
-WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+
+def _config(lora: Lora, targets) -> LoraConfig:
+    # peft scales updates by lora_alpha / r, as the API documents alpha.
+    return LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        init_lora_weights="gaussian",
+        target_modules=list(targets),
+    )
 
 
 def unet_config(lora: Lora) -> LoraConfig:
-    return LoraConfig(
-        r=lora.rank,
-        lora_alpha=lora.scale_alpha,
-        lora_dropout=lora.dropout,
-        init_lora_weights="gaussian",
-        target_modules=list(lora.target_modules),
-    )
+    return _config(lora, lora.target_modules)
 
 
 def text_encoder_config(lora: Lora) -> LoraConfig:
-    return LoraConfig(
-        r=lora.rank,
-        lora_alpha=lora.scale_alpha,
-        lora_dropout=lora.dropout,
-        init_lora_weights="gaussian",
-        target_modules=list(lora.text_encoder_target_modules),
-    )
+    return _config(lora, TEXT_ENCODER_TARGETS)
 
 
 def attach(unet, text_encoder, lora: Lora) -> list[torch.nn.Parameter]:

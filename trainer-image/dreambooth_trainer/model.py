@@ -9,9 +9,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+from dreambooth_api.dreamboothjob import BaseModelSource as BaseModelRef
 
 from . import storage
-from .config import BaseModelRef
 from .errors import ModelNotFound, StorageNotFound
 
 CACHE_ENV = "DREAMBOOTH_CACHE_DIR"

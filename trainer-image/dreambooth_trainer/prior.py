@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import logging
 import time
 
 import torch
+from dreambooth_api.files import FileError, PriorManifest, PriorSettings, PriorSummary
+from dreambooth_api.names import is_prior_manifest, prior_image_name, prior_manifest_name
 
 from . import __version__, storage
 from .config import JobConfig
@@ -25,12 +26,8 @@ from .model import inference_dtype, load_pipeline, local_model_dir
 
 log = logging.getLogger(__name__)
 
-IMAGE_PREFIX = "class-"
 SEED_DERIVATION = "int(sha256(f'{seed}:{index}').hexdigest()[:15], 16)"
-
-
-def image_name(index: int) -> str:
-    return f"{IMAGE_PREFIX}{index:06d}.png"
+image_name = prior_image_name
 
 
 def image_seed(base_seed: int, index: int) -> int:
@@ -42,31 +39,33 @@ def shard_indices(shard: int, shards: int, num_images: int) -> list[int]:
     return list(range(shard, num_images, shards))
 
 
-def prior_settings(cfg: JobConfig) -> dict:
+def prior_settings(cfg: JobConfig) -> PriorSettings:
     """Everything that decides the pixels of a class image."""
     s = cfg.prior.sampler
-    return {
-        "baseModel": cfg.base_model.uri,
-        "revision": cfg.base_model.revision,
-        "classPrompt": cfg.prior.class_prompt,
-        "negativePrompt": s.negative_prompt,
-        "resolution": cfg.training.resolution,
-        "steps": s.steps,
-        "guidanceScale": s.guidance_scale,
-        "seed": s.seed,
-        "seedDerivation": SEED_DERIVATION,
-    }
+    return PriorSettings(
+        base_model=cfg.base_model.uri,
+        revision=cfg.base_model.revision,
+        class_prompt=cfg.prior.class_prompt,
+        resolution=cfg.training.resolution,
+        steps=s.steps,
+        guidance_scale=s.guidance_scale,
+        seed=s.seed,
+        seed_derivation=SEED_DERIVATION,
+    )
 
 
-def _check_manifests(priors_uri: str, names: list[str], settings: dict) -> None:
-    for name in names:
-        if name.startswith("manifest-"):
-            stored = json.loads(storage.read_bytes(storage.join(priors_uri, name)))
-            if stored.get("settings") != settings:
-                raise ConfigError(
-                    f"{storage.join(priors_uri, name)} was made with other settings "
-                    f"({stored.get('settings')}); use another priorsUri or delete it"
-                )
+def _check_manifests(priors_uri: str, names: list[str], settings: PriorSettings) -> None:
+    for name in filter(is_prior_manifest, names):
+        uri = storage.join(priors_uri, name)
+        try:
+            stored = PriorManifest.loads(storage.read_bytes(uri)).settings
+        except FileError as exc:
+            raise ConfigError(f"{uri} is not a prior manifest ({exc}); use another priorsUri or delete it") from None
+        if stored != settings:
+            raise ConfigError(
+                f"{uri} was made with other settings ({stored.dumps().decode()}); "
+                "use another priorsUri or delete it"
+            )
 
 
 def png_bytes(image) -> bytes:
@@ -105,7 +104,6 @@ def _sample(pipe, cfg: JobConfig, batch: list[int]) -> list:
     seeds += [seeds[-1]] * (sampler.batch_size - len(seeds))
     images = pipe(
         prompt=cfg.prior.class_prompt,
-        negative_prompt=sampler.negative_prompt if sampler.guidance_scale > 1 else None,
         num_images_per_prompt=len(seeds),
         num_inference_steps=sampler.steps,
         guidance_scale=sampler.guidance_scale,
@@ -122,10 +120,10 @@ def generate_priors(
     shards: int,
     device: torch.device | None = None,
     metrics: Metrics | None = None,
-) -> dict:
+) -> PriorSummary:
     """Make this shard's missing class images; return a summary of what was made."""
     if not cfg.prior.enabled:
-        return {"shard": shard, "shards": shards, "generated": 0, "skipped": 0}
+        return PriorSummary(shard=shard, shards=shards, generated=0, skipped=0)
     if not 0 <= shard < shards:
         raise ConfigError(f"shard index {shard} is outside 0..{shards - 1}")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -151,17 +149,14 @@ def generate_priors(
             metrics.observe_gpu(device)
         log.info("prior shard %d: stored %s", shard, [image_name(i) for i in batch])
 
-    manifest = {
-        "settings": settings,
-        "shard": shard,
-        "shards": shards,
-        "numImages": cfg.prior.num_images,
-        "images": [image_name(i) for i in mine],
-        "generated": [image_name(i) for i in todo],
-        "trainerVersion": __version__,
-    }
-    storage.write_bytes(
-        storage.join(uri, f"manifest-{shard:04d}-of-{shards:04d}.json"),
-        json.dumps(manifest, indent=2).encode(),
+    manifest = PriorManifest(
+        settings=settings,
+        shard=shard,
+        shards=shards,
+        num_images=cfg.prior.num_images,
+        images=[image_name(i) for i in mine],
+        generated=[image_name(i) for i in todo],
+        trainer_version=__version__,
     )
-    return {"shard": shard, "shards": shards, "generated": len(todo), "skipped": len(mine) - len(todo)}
+    storage.write_bytes(storage.join(uri, prior_manifest_name(shard, shards)), manifest.dumps(indent=2))
+    return PriorSummary(shard=shard, shards=shards, generated=len(todo), skipped=len(mine) - len(todo))

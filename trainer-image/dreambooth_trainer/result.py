@@ -1,4 +1,4 @@
-"""The one machine-readable result line each phase ends with, for the operator.
+"""The one machine-readable report each phase ends with, for the operator: ``files.PhaseReport``.
 
 ``DREAMBOOTH_RESULT {json}`` on stdout, and the same JSON in the pod's termination message file
 (``$DREAMBOOTH_TERMINATION_LOG``, else ``/dev/termination-log`` when it is writable).
@@ -6,14 +6,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from urllib.parse import urlparse, urlunparse
 
-PREFIX = "DREAMBOOTH_RESULT "
+from dreambooth_api.files import PhaseReport
+
 TERMINATION_ENV = "DREAMBOOTH_TERMINATION_LOG"
 _DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+_TERMINATION_MAX = 4096  # what the kubelet keeps of a termination message
 
 
 def redact(uri: str | None) -> str | None:
@@ -26,23 +27,13 @@ def redact(uri: str | None) -> str | None:
     return urlunparse(parsed)
 
 
-def emit(result: dict) -> None:
-    line = json.dumps(result, separators=(",", ":"), sort_keys=True)
-    sys.stdout.write(PREFIX + line + "\n")
+def emit(report: PhaseReport) -> None:
+    sys.stdout.write(report.line() + "\n")
     sys.stdout.flush()
     path = os.environ.get(TERMINATION_ENV) or _DEFAULT_TERMINATION_LOG
     if os.environ.get(TERMINATION_ENV) or os.access(path, os.W_OK):
         try:
-            with open(path, "w") as f:
-                f.write(line[:4096])
+            with open(path, "wb") as f:
+                f.write(report.dumps()[:_TERMINATION_MAX])
         except OSError:
             pass
-
-
-def parse(text: str) -> dict | None:
-    """The last result in ``text`` (a pod log), or None."""
-    found = None
-    for line in text.splitlines():
-        if line.startswith(PREFIX):
-            found = json.loads(line[len(PREFIX) :])
-    return found

@@ -1,29 +1,30 @@
-"""Learning-rate schedules: constant, cosine or linear decay, each after a linear warm-up."""
+"""Learning-rate schedules: diffusers' ``get_scheduler`` by name, warm-up and length from the job.
+
+The scheduler is a ``LambdaLR``; its ``state_dict`` (the step count) goes into every checkpoint,
+so a resumed run continues the same curve.
+"""
 
 from __future__ import annotations
 
-import math
-
 import torch
+from diffusers.optimization import SchedulerType, get_scheduler
+
+from .errors import ConfigError
 
 
-def lr_lambda(kind: str, warmup_steps: int, max_steps: int):
-    """The multiplier of the base learning rate after ``step`` optimizer steps."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        if kind == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
-        if kind == "linear":
-            return 1.0 - progress
-        if kind == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        raise ValueError(f"unknown lrScheduler {kind!r}")
-
-    return factor
+def make_scheduler(optimizer, name: str, warmup_steps: int, max_steps: int):
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=max_steps)
 
 
-def make_scheduler(optimizer, kind: str, warmup_steps: int, max_steps: int):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(kind, warmup_steps, max_steps))
+def check_scheduler(name: str, warmup_steps: int, max_steps: int) -> None:
+    """``name`` must be a diffusers schedule that needs nothing beyond warm-up and length."""
+    known = [s.value for s in SchedulerType]
+    if name not in known:
+        raise ConfigError(f"training.lrScheduler {name!r} is not a diffusers schedule ({', '.join(known)})")
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    try:
+        make_scheduler(probe, name, warmup_steps, max_steps)
+    except Exception as exc:
+        raise ConfigError(
+            f"training.lrScheduler {name!r} needs arguments the job config does not carry: {exc}"
+        ) from None

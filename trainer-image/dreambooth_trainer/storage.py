@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import StorageAccessDenied, StorageError, StorageNotFound
+from dreambooth_api.names import S3_DENIED, S3_NOT_FOUND
 
-_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"}
+from .errors import StorageAccessDenied, StorageError, StorageNotFound
 
 
 def join(uri: str, *parts: str) -> str:
@@ -100,12 +100,12 @@ class S3Backend:
         try:
             return fn(*args, **kwargs)
         except S3Error as exc:
-            if exc.code in _DENIED:
+            if exc.code in S3_DENIED:
                 raise StorageAccessDenied(
                     f"access to {uri} refused by {self.endpoint} ({exc.code}): check the "
                     "storage credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
                 ) from None
-            if exc.code in ("NoSuchKey", "NoSuchBucket"):
+            if exc.code in S3_NOT_FOUND:
                 raise StorageNotFound(f"not found: {uri} ({exc.code})") from None
             raise StorageError(f"{uri}: {exc.code}: {exc.message}") from None
         except StorageError:

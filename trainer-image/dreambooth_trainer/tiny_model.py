@@ -139,8 +139,8 @@ def write_tiny_model(path: str | Path, sample_size: int = 32) -> Path:
 
 
 def tiny_job(model_dir: str | Path, data_uri: str, root_uri: str, **top) -> dict:
-    """A small job config (as the operator would render it) for the tiny model: 32 px, few
-    steps, prior preservation with 4 class images, storage laid out under ``root_uri``."""
+    """A small job config (as the operator would render it) for the tiny model: 64 px (the API's
+    minimum), few steps, prior preservation with 4 class images, storage under ``root_uri``."""
     root = root_uri.rstrip("/")
     job = {
         "jobName": "tiny",
@@ -156,14 +156,16 @@ def tiny_job(model_dir: str | Path, data_uri: str, root_uri: str, **top) -> dict
             "sampler": {"steps": 3, "guidanceScale": 5.0, "seed": 7, "batchSize": 2},
         },
         "training": {
-            "resolution": 32,
+            "resolution": 64,
             "maxSteps": 6,
             "batchSize": 1,
             "learningRate": 1e-2,
+            "mixedPrecision": "no",
             "checkpointEverySteps": 3,
             "lora": {"rank": 4, "alpha": 4},
-            "validation": {"prompts": ["a photo of sks cat on the beach"], "steps": 3},
+            "validation": {"prompts": ["a photo of sks cat on the beach"], "numImages": 1},
         },
+        "tuning": {"sampleSteps": 3},
         "artifactName": "tiny-lora",
         "priorsUri": f"{root}/jobs/00000000-tiny/priors",
         "checkpointsUri": f"{root}/jobs/00000000-tiny/checkpoints",

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from dreambooth_api.files import TrainSummary
 
 from . import checkpoint, lora, validation
+from .checkpoint import LOSSES
 from .config import DistEnv, JobConfig
 from .data import batch_indices, load_class_images, load_instance_images, stream_position
 from .distributed import make_engine
@@ -30,9 +32,6 @@ from .prompts import PromptEmbeddings
 from .schedule import make_scheduler
 
 log = logging.getLogger(__name__)
-
-LOSSES = ("loss", "instanceLoss", "priorLoss")  # total, instance, prior: as reported everywhere
-
 
 class Stopped(Exception):
     """SIGTERM arrived; a checkpoint of ``step`` was written before stopping."""
@@ -127,8 +126,8 @@ def setup_model(cfg: JobConfig, engine) -> tuple[Components, list[torch.nn.Param
     return parts, params
 
 
-def train(cfg: JobConfig, env: DistEnv, metrics: Metrics, stop: StopFlag | None = None) -> dict:
-    t, stop = cfg.training, stop or StopFlag()
+def train(cfg: JobConfig, env: DistEnv, metrics: Metrics, stop: StopFlag | None = None) -> TrainSummary:
+    t, tune, stop = cfg.training, cfg.tuning, stop or StopFlag()
     engine = make_engine(cfg, env)
     device, dtype = engine.device, engine.weight_dtype
 
@@ -139,18 +138,18 @@ def train(cfg: JobConfig, env: DistEnv, metrics: Metrics, stop: StopFlag | None 
     if cfg.prior.enabled:
         classes = load_class_images(cfg.priors_uri, cfg.prior.num_images, t.resolution)
     prompts = [cfg.instance.prompt] + ([cfg.prior.class_prompt] if classes is not None else [])
-    cache_prompts = t.cache_latents and not t.lora.text_encoder
+    cache_prompts = tune.cache_latents and not t.lora.text_encoder
     embeddings = PromptEmbeddings(parts.tokenizer, parts.text_encoder, prompts, cache=cache_prompts)
     images = [s for s in (instance, classes) if s is not None]
-    sources = [Latents(parts.vae, s.pixels, t.cache_latents, torch.float32) for s in images]
+    sources = [Latents(parts.vae, s.pixels, tune.cache_latents, torch.float32) for s in images]
 
     model = DreamBoothModel(parts.unet, parts.text_encoder)
     optimizer = torch.optim.AdamW(
         params,
         lr=t.learning_rate,
-        betas=(t.adam_beta1, t.adam_beta2),
-        weight_decay=t.adam_weight_decay,
-        eps=t.adam_epsilon,
+        betas=(tune.adam_beta1, tune.adam_beta2),
+        weight_decay=tune.adam_weight_decay,
+        eps=tune.adam_epsilon,
     )
     lr_scheduler = make_scheduler(optimizer, t.lr_scheduler, t.lr_warmup_steps, t.max_steps)
     model = engine.prepare(model, optimizer)
@@ -191,29 +190,29 @@ def train(cfg: JobConfig, env: DistEnv, metrics: Metrics, stop: StopFlag | None 
             log.info("step %d/%d loss %.5f (instance %.5f, prior %.5f) %.1f samples/s",
                      done, t.max_steps, *losses, samples_per_step / elapsed)
         saved = None
-        if done % t.checkpoint_every_steps == 0 or done == t.max_steps or stopping:
+        if done % t.checkpoint_interval == 0 or done == t.max_steps or stopping:
             saved = save_checkpoint(cfg, engine, done, lr_scheduler, generator, losses)
             metrics.checkpoints.inc()
-        progress.update(done, force=saved is not None, lastCheckpoint=saved, learningRate=lr,
-                        imagesPerSecond=samples_per_step / elapsed, **dict(zip(LOSSES, losses, strict=True)))
-        if t.validation.every_steps and t.validation.prompts and done % t.validation.every_steps == 0:
+        progress.update(done, force=saved is not None, last_checkpoint=saved, learning_rate=lr,
+                        images_per_second=samples_per_step / elapsed, **dict(zip(LOSSES, losses, strict=True)))
+        every = t.validation.every_steps if t.validation else None
+        if every and done % every == 0:
             validate(cfg, engine, parts, done)
         if stopping and done < t.max_steps:
             raise Stopped(done)
-    return {
-        "step": t.max_steps,
+    return TrainSummary(
+        step=t.max_steps,
         **dict(zip(LOSSES, losses, strict=True)),
-        "lastCheckpoint": checkpoint.step_uri(cfg.checkpoints_uri, t.max_steps),
-        "worldSize": engine.world_size,
-        "adapterDigest": adapter_digest(engine, cfg),
-    }
+        last_checkpoint=checkpoint.step_uri(cfg.checkpoints_uri, t.max_steps),
+        world_size=engine.world_size,
+        adapter_digest=adapter_digest(engine, cfg),
+    )
 
 
 def adapter_digest(engine, cfg: JobConfig) -> str:
     """sha256 of this rank's LoRA weights: equal on every rank when replicas are in sync."""
-    unwrapped = engine.unwrap()
     digest = hashlib.sha256()
-    sds = lora.state_dicts(unwrapped.unet, unwrapped.text_encoder, cfg.training.lora)
+    sds = lora_state_dicts(engine, cfg)
     for part, sd in sorted(sds.items()):
         for name in sorted(sd):
             digest.update(f"{part}.{name}".encode())
@@ -232,9 +231,15 @@ def report(metrics: Metrics, step: int, losses, samples: int, seconds: float, lr
     metrics.observe_gpu(device)
 
 
-def save_checkpoint(cfg: JobConfig, engine, step: int, lr_scheduler, generator, losses) -> str:
+def lora_state_dicts(engine, cfg: JobConfig) -> dict:
+    """The adapters' weights, whole on every rank (ZeRO-3 gathers its partitions: collective)."""
     unwrapped = engine.unwrap()
-    sds = lora.state_dicts(unwrapped.unet, unwrapped.text_encoder, cfg.training.lora)
+    with engine.gathered():
+        return lora.state_dicts(unwrapped.unet, unwrapped.text_encoder, cfg.training.lora)
+
+
+def save_checkpoint(cfg: JobConfig, engine, step: int, lr_scheduler, generator, losses) -> str:
+    sds = lora_state_dicts(engine, cfg)
     extra = dict(zip(LOSSES, losses, strict=True))
     uri = checkpoint.save(cfg.checkpoints_uri, step, engine, sds, lr_scheduler, generator, extra)
     if engine.rank == 0:
@@ -251,10 +256,11 @@ def resume(cfg: JobConfig, engine, lr_scheduler, generator) -> tuple[int, dict]:
     with tempfile.TemporaryDirectory(prefix="dreambooth-resume-") as tmp:
         state, sds = checkpoint.download(cfg.checkpoints_uri, step, Path(tmp))
         unwrapped = engine.unwrap()
-        lora.load_state_dicts(unwrapped.unet, unwrapped.text_encoder, sds)
-        if not engine.load_optimizer(Path(tmp), same_world=state["worldSize"] == engine.world_size):
+        with engine.gathered(modifier_rank=0):
+            lora.load_state_dicts(unwrapped.unet, unwrapped.text_encoder, sds)
+        if not engine.load_optimizer(Path(tmp), same_world=state["world_size"] == engine.world_size):
             log.warning("checkpoint step-%d: optimizer state not restored (world size %s → %s)",
-                        step, state["worldSize"], engine.world_size)
+                        step, state["world_size"], engine.world_size)
         lr_scheduler.load_state_dict(torch.load(Path(tmp) / "lr_scheduler.pt", weights_only=False))
         checkpoint.load_rng(Path(tmp), engine.rank, generator)
     log.info("resumed from checkpoint step-%d", step)
@@ -263,10 +269,11 @@ def resume(cfg: JobConfig, engine, lr_scheduler, generator) -> tuple[int, dict]:
 
 def validate(cfg: JobConfig, engine, parts, step: int) -> None:
     """Images for the validation prompts with the current adapter (rank 0; others wait)."""
-    if engine.rank == 0:
-        unwrapped = engine.unwrap()
-        pipe = validation.pipeline_from(parts, unwrapped.unet, unwrapped.text_encoder, engine.device)
-        images = validation.sample(pipe, cfg.training.validation, cfg.training.resolution)
-        validation.upload(images, f"{cfg.validation_uri.rstrip('/')}/step-{step}")
-        unwrapped.unet.train()
-    engine.barrier()
+    unwrapped = engine.unwrap()
+    with engine.gathered(unwrapped.parameters()), engine.unhooked():
+        if engine.rank == 0:
+            pipe = validation.pipeline_from(parts, unwrapped.unet, unwrapped.text_encoder, engine.device)
+            images = validation.sample(pipe, validation.sample_spec(cfg), cfg.training.resolution)
+            validation.upload(images, f"{cfg.validation_uri.rstrip('/')}/step-{step}")
+            unwrapped.unet.train()
+        engine.barrier()

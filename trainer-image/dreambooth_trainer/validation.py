@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import torch
 
 from . import storage
-from .config import Validation
+from .config import JobConfig
 from .prior import png_bytes
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What to render: the validation prompts, or for a job without them the instance prompt."""
+
+    prompts: list[str]
+    num_images: int
+    seed: int
+    steps: int
+    guidance_scale: float
+
+
+def sample_spec(cfg: JobConfig) -> SampleSpec:
+    v = cfg.training.validation
+    prompts, n, seed = (list(v.prompts), v.num_images, v.seed) if v else ([cfg.instance.prompt], 1, 0)
+    return SampleSpec(prompts, n, seed, cfg.tuning.sample_steps, cfg.tuning.sample_guidance_scale)
 
 
 def pipeline_from(parts, unet, text_encoder, device: torch.device):
@@ -34,7 +52,7 @@ def pipeline_from(parts, unet, text_encoder, device: torch.device):
 
 
 @torch.no_grad()
-def sample(pipe, validation: Validation, resolution: int) -> list[tuple[str, object]]:
+def sample(pipe, validation: SampleSpec, resolution: int) -> list[tuple[str, object]]:
     """(prompt, image) pairs: numImages per prompt, seeds seed, seed+1, … so runs compare."""
     out = []
     n = validation.num_images
