@@ -19,7 +19,10 @@ def finish_pod(cluster, namespace: str, pod: dict, exit_code: int = 0, message: 
         "state": {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
                                  "message": message, "startedAt": now, "finishedAt": now}},
     } for c in pod["spec"]["containers"]]
+    # As a kubelet does, keep the conditions others set (e.g. DisruptionTarget after an eviction).
+    kept = [c for c in (pod.get("status") or {}).get("conditions") or [] if c["type"] != "Ready"]
+    ready = {"type": "Ready", "status": "False", "lastTransitionTime": now}
     patch = {"status": {"phase": "Succeeded" if exit_code == 0 else "Failed", "containerStatuses": statuses,
-                        "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": now}]}}
+                        "conditions": [*kept, ready]}}
     cluster.kubectl("patch", "pod", pod["metadata"]["name"], "-n", namespace, "--subresource=status",
                     "--type=merge", "-p", json.dumps(patch))
