@@ -43,8 +43,9 @@ test-integration: binaries ## Run the integration tests (real control plane, Min
 e2e: binaries ## Run the end-to-end tests
 	$(PYTEST) tests/e2e
 
-lint: install ## Lint the Python code with ruff
-	$(VENV)/bin/ruff check operator trainer-image tests bench
+lint: install ## Lint: ruff, dead code (vulture, allowlist reviewed), CRDs in step with the models
+	$(VENV)/bin/ruff check api operator trainer-image cli tests bench hack
+	$(VENV)/bin/vulture api operator trainer-image cli tests bench hack/vulture_allowlist.py --min-confidence 60
 	$(PYTHON) -m dreambooth_api.crdgen --check
 
 bench: install ## Run the CPU benchmarks under bench/ (they print figures)

@@ -42,9 +42,6 @@ class ContractFile(BaseModel):
             raise FileError(f"{cls.__name__}: {exc}") from exc
 
 
-Losses = dict[Literal["loss", "instanceLoss", "priorLoss"], float]
-
-
 class Progress(ContractFile):
     """``progress.json``: written by train's rank 0 at start, each checkpoint, the end, and every
     few seconds in between."""

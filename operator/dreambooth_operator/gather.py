@@ -62,7 +62,7 @@ def gather(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime) ->
 def _child(kube: Kube, ctx: JobContext, obj: dict | None) -> ChildJob | None:
     if obj is not None and obj["metadata"].get("deletionTimestamp"):
         # Still going away (e.g. after a suspend): neither usable nor safe to recreate yet.
-        return ChildJob(name=obj["metadata"]["name"], message="terminating", active=1)
+        return ChildJob(name=obj["metadata"]["name"], message="terminating")
     child = ChildJob.from_object(obj)
     if child is not None and child.input_rejected:
         report = kube.failure_report(ctx.namespace, child.name, EXIT_INVALID_INPUT)

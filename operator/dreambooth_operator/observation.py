@@ -20,7 +20,6 @@ class ChildJob:
     finished: Literal["Complete", "Failed"] | None = None
     message: str = ""
     reason: str = ""
-    active: int = 0
     # The trainer's own report when a FailJob rule (invalid input) ended the Job.
     report: PhaseReport | None = None
 
@@ -38,8 +37,7 @@ class ChildJob:
             if condition.get("status") == "True" and condition["type"] in ("Complete", "Failed"):
                 finished, reason = condition["type"], condition.get("reason") or ""
                 message = condition.get("message") or reason
-        return cls(name=obj["metadata"]["name"], finished=finished, message=message, reason=reason,
-                   active=status.get("active") or 0)
+        return cls(name=obj["metadata"]["name"], finished=finished, message=message, reason=reason)
 
 
 @dataclass(frozen=True)

@@ -78,8 +78,6 @@ def all_of(*mutations: Mutation) -> Mutation:
     return mutate
 
 
-DISABLED_PRIOR = {"enabled": False}
-
 CASES: list[Case] = [
     # --- required fields and types
     Case(

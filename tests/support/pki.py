@@ -59,10 +59,6 @@ class CertificateAuthority:
         )
         self.cert_path = _write(directory / "ca.crt", self._cert.public_bytes(serialization.Encoding.PEM))
 
-    @property
-    def cert_pem(self) -> bytes:
-        return self._cert.public_bytes(serialization.Encoding.PEM)
-
     def issue(
         self,
         name: str,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +105,3 @@ class PrometheusServer:
         return wait_for(lambda: self.query(promql), timeout, lambda: (
             f"a result for {promql!r}; targets: {requests.get(f'{self.url}/api/v1/targets', timeout=10).text[:2000]}"
         ), interval=0.5)
-
-    def graph_url(self, promql: str) -> str:
-        return f"{self.url}/graph?g0.expr={urllib.parse.quote(promql)}"

@@ -83,7 +83,7 @@ def test_job_goes_through_every_phase_to_a_model_artifact(cluster, operator, ten
     assert pod_spec["subdomain"] == "cloody-train"
     container = pod_spec["containers"][0]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert container["command"] == ["torchrun"]
+    assert "command" not in container and container["args"] == ["train"]  # its launcher runs torchrun
     assert (env["PET_NNODES"], env["PET_NPROC_PER_NODE"], env["WORLD_SIZE"]) == ("2", "1", "2")
     assert env["MASTER_ADDR"] == f"cloody-train-0-0.cloody-train.{ns}.svc"
     config = trainer_config(train)
