@@ -27,6 +27,7 @@ from .base import (
     field,
     spec_frozen_rule,
 )
+from .names import DREAMBOOTHJOBS
 from .scheduling import Distributed, Resources
 from .training import Prior, Training
 
@@ -191,7 +192,7 @@ STARTED = "has(oldSelf.status) && has(oldSelf.status.startTime)"
 
 DREAMBOOTH_JOB = Kind(
     kind="DreamBoothJob",
-    plural="dreamboothjobs",
+    plural=DREAMBOOTHJOBS,
     short_names=("dbj",),
     description="DreamBoothJob fine-tunes a LoRA adapter of a Stable Diffusion model on photos of one "
     "subject and publishes it as a ModelArtifact.",

@@ -21,6 +21,7 @@ from .base import (
     field,
     short_str,
 )
+from .names import MODELARTIFACTS
 
 ArtifactFormat = Literal["diffusers-lora-safetensors"]
 ArtifactPhase = Literal["Pending", "Ready", "Failed"]
@@ -106,7 +107,7 @@ class ModelArtifactStatus(ApiModel):
 
 MODEL_ARTIFACT = Kind(
     kind="ModelArtifact",
-    plural="modelartifacts",
+    plural=MODELARTIFACTS,
     short_names=("ma",),
     description="ModelArtifact is a published LoRA adapter (weights, metadata, sample images) "
     "with its lineage.",

@@ -28,13 +28,16 @@ class Kube:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def dreambooth_job(self, namespace: str, name: str) -> dict | None:
+    def _custom_object(self, plural: str, namespace: str, name: str) -> dict | None:
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, DREAMBOOTHJOBS, name)
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
         except ApiException as err:
             if err.status == 404:
                 return None
             raise
+
+    def dreambooth_job(self, namespace: str, name: str) -> dict | None:
+        return self._custom_object(DREAMBOOTHJOBS, namespace, name)
 
     def dreambooth_jobs(self, namespaces: tuple[str, ...] = ()) -> list[dict]:
         """Every DreamBoothJob in ``namespaces``, or cluster-wide when there are none."""
@@ -81,12 +84,7 @@ class Kube:
         return True
 
     def artifact(self, namespace: str, name: str) -> dict | None:
-        try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, MODELARTIFACTS, name)
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            raise
+        return self._custom_object(MODELARTIFACTS, namespace, name)
 
     # -- writes ------------------------------------------------------------------------------
 
