@@ -117,6 +117,8 @@ def test_cloody_job_runs_end_to_end(cluster, minio, prometheus, platform, namesp
     assert (metadata.sha256, metadata.size_bytes, metadata.weight_name) == (spec["sha256"], len(adapter),
                                                                             names.WEIGHT_NAME)
     assert (metadata.artifact_name, metadata.job.name) == (final["artifact"], "cloody")
+    assert metadata.trainer_image == f"{TRAINER_IMAGE}:e2e"  # the image the pods ran, as the chart set it
+    assert artifact["status"]["phase"] == "Ready"  # its adapter's sha256 was checked in storage
     (tmp_path / "adapter").mkdir()
     (tmp_path / "adapter" / metadata.weight_name).write_bytes(adapter)
     import torch
