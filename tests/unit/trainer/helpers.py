@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from dreambooth_api.files import PhaseReport
 from dreambooth_trainer.config import JobConfig
 
 CLOODY = Path(__file__).resolve().parents[3] / "examples" / "data" / "cloody-cat"
@@ -17,6 +18,21 @@ CLOODY = Path(__file__).resolve().parents[3] / "examples" / "data" / "cloody-cat
 
 def config(job: dict) -> JobConfig:
     return JobConfig.model_validate(job)
+
+
+def report(text: str) -> PhaseReport:
+    """The phase report a run printed (its last ``DREAMBOOTH_RESULT`` line)."""
+    found = PhaseReport.find(text)
+    assert found is not None, text[-3000:]
+    return found
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def local(uri: str) -> Path:

@@ -5,16 +5,15 @@ import shutil
 
 import pytest
 from dreambooth_trainer.__main__ import main
-from dreambooth_trainer.result import parse
 
-from tests.unit.trainer.helpers import CLOODY, local
+from tests.unit.trainer.helpers import CLOODY, local, report
 
 
 def _run(phase, job, tmp_path, capsys):
     path = tmp_path / "job.json"
     path.write_text(json.dumps(job))
     code = main([phase, "--config", str(path)])
-    return code, parse(capsys.readouterr().out)
+    return code, report(capsys.readouterr().out)
 
 
 def _stored(job):
@@ -46,8 +45,8 @@ def test_a_corrupt_instance_image_fails_before_anything_is_written(
     stored = _stored(job)
     code, result = _run("train", job, tmp_path, capsys)
     assert code == 2
-    assert result["status"] == "Failed" and result["reason"] == "InvalidData"
-    assert name in result["message"] and "not a readable image" in result["message"]
+    assert result.status == "Failed" and result.reason == "InvalidData"
+    assert name in result.message and "not a readable image" in result.message
     assert _stored(job) == stored, "no checkpoint written"
 
 
@@ -57,8 +56,8 @@ def test_an_empty_data_folder_is_refused(job_with_priors, tmp_path, capsys):
     (empty / "README.txt").write_text("no photos here")
     job_with_priors["instance"]["dataUri"] = empty.as_uri()
     code, result = _run("train", job_with_priors, tmp_path, capsys)
-    assert (code, result["reason"]) == (2, "InvalidData")
-    assert "no instance images" in result["message"] and str(empty) in result["message"]
+    assert (code, result.reason) == (2, "InvalidData")
+    assert "no instance images" in result.message and str(empty) in result.message
     assert not local(job_with_priors["checkpointsUri"]).exists()
 
 
@@ -70,30 +69,30 @@ def test_a_missing_model_path_is_reported_as_such(phase, job_with_priors, tmp_pa
     if phase == "publish":  # a finished training, so publish gets as far as the model
         ckpt = local(job["checkpointsUri"]) / "step-6"
         ckpt.mkdir(parents=True)
-        (ckpt / "state.json").write_text('{"step": 6, "worldSize": 1}')
+        (ckpt / "state.json").write_text('{"step": 6, "world_size": 1}')
         (ckpt / "unet_lora.safetensors").write_bytes(b"")
     stored = _stored(job)
     code, result = _run(phase, job, tmp_path, capsys)
-    assert (code, result["reason"]) == (2, "ModelNotFound"), result
-    assert "no-such-model" in result["message"]
+    assert (code, result.reason) == (2, "ModelNotFound"), result
+    assert "no-such-model" in result.message
     assert _stored(job) == stored
 
 
 def test_training_before_the_priors_exist_is_refused(job, tmp_path, capsys):
     code, result = _run("train", job, tmp_path, capsys)
-    assert (code, result["reason"]) == (2, "InvalidData")
-    assert "run the prior phase first" in result["message"]
+    assert (code, result.reason) == (2, "InvalidData")
+    assert "run the prior phase first" in result.message
 
 
 def test_publishing_before_training_finished_is_refused(job_with_priors, tmp_path, capsys):
     code, result = _run("publish", job_with_priors, tmp_path, capsys)
-    assert (code, result["reason"]) == (2, "InvalidInput")
-    assert "run train first" in result["message"]
+    assert (code, result.reason) == (2, "InvalidInput")
+    assert "run train first" in result.message
     assert not local(job_with_priors["outputUri"]).exists()
 
 
 def test_an_invalid_config_names_the_field(job, tmp_path, capsys):
     job["training"]["batchSize"] = 0
     code, result = _run("train", job, tmp_path, capsys)
-    assert (code, result["reason"]) == (2, "InvalidConfig")
-    assert "training.batchSize" in result["message"]
+    assert (code, result.reason) == (2, "InvalidConfig")
+    assert "training.batchSize" in result.message

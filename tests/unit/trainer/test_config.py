@@ -5,27 +5,30 @@ from dreambooth_trainer.config import CONFIG_ENV, DistEnv, JobConfig, load_confi
 from dreambooth_trainer.errors import ConfigError
 
 MINIMAL = {
+    "jobName": "cat",
+    "jobUid": "uid",
+    "artifactName": "cat-lora",
     "baseModel": {"uri": "hf://runwayml/stable-diffusion-v1-5", "revision": "main"},
-    "instance": {"prompt": "a photo of sks cat", "dataUri": "s3://b/t/data/"},
-    "checkpointsUri": "s3://b/t/jobs/uid/checkpoints",
+    "instance": {"prompt": "a photo of sks cat", "dataUri": "s3://bucket/t/data/"},
+    "checkpointsUri": "s3://bucket/t/jobs/uid/checkpoints",
 }
 
 
 def test_defaults_follow_the_paper_and_diffusers():
     cfg = JobConfig.model_validate(MINIMAL)
-    assert cfg.training.lora.target_modules == ["to_q", "to_k", "to_v", "to_out.0"]
-    assert cfg.training.lora.scale_alpha == cfg.training.lora.rank
-    assert cfg.prior.enabled is False
+    assert cfg.training.lora.target_modules == ["to_k", "to_q", "to_v", "to_out.0"]
+    assert cfg.training.lora.alpha == cfg.training.lora.rank
+    assert cfg.prior.enabled is False and cfg.training.validation is None
     assert cfg.world_size == 1
 
 
 def test_camel_case_spec_names_round_trip():
     job = {**MINIMAL, "prior": {"enabled": True, "classPrompt": "a photo of a cat", "numImages": 8,
                                 "lossWeight": 0.5, "sampler": {"guidanceScale": 6}},
-           "priorsUri": "s3://b/p", "distributed": {"workers": 2, "gpusPerWorker": 4, "backend": "deepspeed"}}
+           "priorsUri": "s3://bucket/p", "distributed": {"workers": 2, "gpusPerWorker": 4, "backend": "deepspeed"}}
     cfg = JobConfig.model_validate(job)
     assert cfg.prior.loss_weight == 0.5 and cfg.prior.sampler.guidance_scale == 6
-    assert cfg.world_size == 8
+    assert cfg.world_size == 8 and cfg.distributed.zero_stage == 2
     assert JobConfig.model_validate(cfg.model_dump(by_alias=True)) == cfg
 
 
@@ -35,9 +38,10 @@ def test_camel_case_spec_names_round_trip():
         ({"trainingg": {}}, "trainingg"),
         ({"prior": {"enabled": True, "numImages": 4}}, "classPrompt"),
         ({"prior": {"enabled": True, "classPrompt": "a cat"}}, "priorsUri"),
-        ({"training": {"resolution": 100}}, "multiple"),
+        ({"training": {"resolution": 32}}, "training.resolution"),
         ({"training": {"lrScheduler": "exponential"}}, "lrScheduler"),
         ({"distributed": {"backend": "horovod"}}, "backend"),
+        ({"distributed": {"backend": "deepspeed", "deepspeed": {"zeroStage": 4}}}, "zeroStage"),
         ({"training": {"validation": {"prompts": ["x"], "everySteps": 5}}}, "validationUri"),
     ],
 )

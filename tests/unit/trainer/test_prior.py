@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from dreambooth_api.files import PriorManifest, PriorSummary
 from dreambooth_trainer.errors import ConfigError
 from dreambooth_trainer.prior import generate_priors, image_name, image_seed, shard_indices
 from PIL import Image
@@ -31,11 +32,11 @@ def test_seeds_depend_on_the_global_index_only():
 
 def test_two_shards_make_exactly_the_images_of_one_unsharded_run(job, tmp_path):
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
-    assert generate_priors(config(_prior_job(job, whole, batchSize=2)), 0, 1)["generated"] == 5
+    assert generate_priors(config(_prior_job(job, whole, batchSize=2)), 0, 1).generated == 5
     # Other batch size too: batches differ, pixels must not.
     sharded_job = config(_prior_job(job, sharded, batchSize=3))
-    assert generate_priors(sharded_job, 0, 2)["generated"] == 3
-    assert generate_priors(sharded_job, 1, 2)["generated"] == 2
+    assert generate_priors(sharded_job, 0, 2).generated == 3
+    assert generate_priors(sharded_job, 1, 2).generated == 2
 
     expected, got = _pixels(whole), _pixels(sharded)
     assert sorted(expected) == [image_name(i) for i in range(5)]
@@ -44,10 +45,10 @@ def test_two_shards_make_exactly_the_images_of_one_unsharded_run(job, tmp_path):
         assert np.array_equal(expected[name], got[name]), name
     assert len({arr.tobytes() for arr in expected.values()}) == 5, "each index has its own seed"
 
-    manifest = json.loads((sharded / "manifest-0001-of-0002.json").read_text())
-    assert manifest["images"] == ["class-000001.png", "class-000003.png"]
-    assert manifest["settings"]["classPrompt"] == "a photo of a cat"
-    assert manifest["settings"]["seed"] == 7
+    manifest = PriorManifest.loads((sharded / "manifest-0001-of-0002.json").read_bytes())
+    assert manifest.images == ["class-000001.png", "class-000003.png"]
+    assert manifest.settings.class_prompt == "a photo of a cat"
+    assert manifest.settings.seed == 7 and manifest.settings.resolution == 64
 
 
 def test_rerunning_a_shard_uploads_nothing_new(job, tmp_path):
@@ -56,7 +57,7 @@ def test_rerunning_a_shard_uploads_nothing_new(job, tmp_path):
     generate_priors(cfg, 1, 2)
     before = {p.name: p.stat().st_mtime_ns for p in root.glob("class-*.png")}
     again = generate_priors(cfg, 1, 2)
-    assert again == {"shard": 1, "shards": 2, "generated": 0, "skipped": 2}
+    assert again == PriorSummary(shard=1, shards=2, generated=0, skipped=2)
     assert {p.name: p.stat().st_mtime_ns for p in root.glob("class-*.png")} == before
 
 
@@ -85,7 +86,7 @@ def test_a_killed_shard_completes_the_set_on_rerun(job, tmp_path):
 
     cfg = config(job)
     summary = generate_priors(cfg, 0, 1)
-    assert summary["generated"] == 10 - made_before and summary["skipped"] == made_before
+    assert summary.generated == 10 - made_before and summary.skipped == made_before
     assert sorted(p.name for p in root.iterdir() if p.name.startswith("class-")) == [
         image_name(i) for i in range(10)
     ]

@@ -35,7 +35,7 @@ def test_s3_needs_an_endpoint(monkeypatch):
 
 
 def test_hub_models_fail_cleanly_offline_without_leaking_the_token(monkeypatch, tmp_path):
-    from dreambooth_trainer.config import BaseModelRef
+    from dreambooth_api.dreamboothjob import BaseModelSource
     from dreambooth_trainer.errors import ModelNotFound
     from dreambooth_trainer.model import local_model_dir
 
@@ -43,6 +43,6 @@ def test_hub_models_fail_cleanly_offline_without_leaking_the_token(monkeypatch, 
     monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
     monkeypatch.setenv("DREAMBOOTH_CACHE_DIR", str(tmp_path))
     with pytest.raises(ModelNotFound) as failed:
-        local_model_dir(BaseModelRef(uri="hf://runwayml/stable-diffusion-v1-5", revision="main"))
+        local_model_dir(BaseModelSource(uri="hf://runwayml/stable-diffusion-v1-5", revision="main"))
     assert "hf://runwayml/stable-diffusion-v1-5" in str(failed.value)
     assert "hf_secret_token_value" not in repr(failed.value) + str(failed.value.__cause__)

@@ -29,7 +29,7 @@ def test_tiny_model_loads_and_renders_with_stock_diffusers(tiny_model):
     assert len(ids) == 7  # the BPE merges whole words: bos a photo of sks cat eos
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     image = pipe(
-        "a photo of a cat", num_inference_steps=2, height=32, width=32,
+        "a photo of a cat", num_inference_steps=2, height=64, width=64,
         generator=torch.Generator().manual_seed(0), output_type="np",
     ).images[0]
-    assert image.shape == (32, 32, 3)
+    assert image.shape == (64, 64, 3)

@@ -5,6 +5,7 @@ import signal
 import pytest
 import torch
 import torch.nn.functional as F
+from dreambooth_api.files import Progress
 from dreambooth_trainer import checkpoint, lora
 from dreambooth_trainer.config import DistEnv
 from dreambooth_trainer.data import batch_indices, load_class_images, load_instance_images
@@ -14,7 +15,7 @@ from dreambooth_trainer.prompts import tokenize
 from dreambooth_trainer.train import DreamBoothModel, dreambooth_loss, train
 from safetensors.torch import load_file
 
-from tests.unit.trainer.helpers import config, kill, local, start_cli, wait_for
+from tests.unit.trainer.helpers import config, kill, local, report, start_cli, wait_for
 
 
 def _train(job):
@@ -54,7 +55,7 @@ def test_training_on_the_cloody_photos_lowers_the_instance_loss(job_with_priors)
     job = _with(job_with_priors, maxSteps=30, batchSize=2, checkpointEverySteps=30)
     cfg = config(job)
     summary = _train(job)
-    assert summary["step"] == 30
+    assert summary.step == 30
     before = _instance_loss_on_fixed_batch(cfg, _components(cfg))
     after = _instance_loss_on_fixed_batch(cfg, _components(cfg, step=30))
     assert after < 0.85 * before, (before, after)
@@ -68,8 +69,8 @@ def test_first_step_loss_equals_an_independent_computation(job_with_priors):
     summary = _train(job)
 
     parts = _components(cfg)
-    instance = load_instance_images(cfg.instance.data_uri, 32).pixels[batch_indices(7, 0, 2, 5)]
-    classes = load_class_images(cfg.priors_uri, 4, 32).pixels[batch_indices(4, 0, 2, 6)]
+    instance = load_instance_images(cfg.instance.data_uri, 64).pixels[batch_indices(7, 0, 2, 5)]
+    classes = load_class_images(cfg.priors_uri, 4, 64).pixels[batch_indices(4, 0, 2, 6)]
     g = torch.Generator().manual_seed(5 * 100_003)  # rank 0's generator
     with torch.no_grad():
         latents = []
@@ -86,9 +87,9 @@ def test_first_step_loss_equals_an_independent_computation(job_with_priors):
         pred = parts.unet(noisy, t, torch.cat([text[0], text[0], text[1], text[1]])).sample.double()
     instance_mse = ((pred[:2] - noise[:2].double()) ** 2).mean().item()
     prior_mse = ((pred[2:] - noise[2:].double()) ** 2).mean().item()
-    assert summary["instanceLoss"] == pytest.approx(instance_mse, rel=1e-4)
-    assert summary["priorLoss"] == pytest.approx(prior_mse, rel=1e-4)
-    assert summary["loss"] == pytest.approx(instance_mse + 0.7 * prior_mse, rel=1e-4)
+    assert summary.instance_loss == pytest.approx(instance_mse, rel=1e-4)
+    assert summary.prior_loss == pytest.approx(prior_mse, rel=1e-4)
+    assert summary.loss == pytest.approx(instance_mse + 0.7 * prior_mse, rel=1e-4)
 
 
 def test_prior_weight_changes_the_gradients(job_with_priors):
@@ -118,11 +119,12 @@ def test_prior_weight_changes_the_gradients(job_with_priors):
 
 
 def test_latent_and_prompt_caching_change_speed_not_results(job_with_priors):
-    cached = _train(_with(job_with_priors, maxSteps=2, cacheLatents=True))
-    job = _with(job_with_priors, maxSteps=2, cacheLatents=False)
+    cached = _train(_with(job_with_priors, maxSteps=2))
+    job = _with(job_with_priors, maxSteps=2)
+    job["tuning"]["cacheLatents"] = False
     job["checkpointsUri"] += "-uncached"
     # Same draws from the same generator; only the VAE's batching differs (rounding, on GPU TF32).
-    assert _train(job)["loss"] == pytest.approx(cached["loss"], rel=1e-4)
+    assert _train(job).loss == pytest.approx(cached.loss, rel=1e-4)
 
 
 def test_only_the_last_checkpoints_are_kept(job_with_priors):
@@ -178,8 +180,8 @@ def test_sigterm_writes_a_checkpoint_before_exiting(job_with_priors, tmp_path):
     assert kill(proc, signal.SIGTERM) == 143
     step = checkpoint.latest(job["checkpointsUri"])
     assert step is not None and step >= 3
-    result = json.loads(log.read_text().split("DREAMBOOTH_RESULT ")[-1])
-    assert result["status"] == "Interrupted" and result["step"] == step
+    result = report(log.read_text())
+    assert result.status == "Interrupted" and result.step == step
 
 
 def test_validation_images_are_uploaded_at_the_configured_steps(job_with_priors):
@@ -195,8 +197,8 @@ def test_validation_images_are_uploaded_at_the_configured_steps(job_with_priors)
 def test_progress_for_the_operator_is_written_to_storage(job_with_priors):
     job = _with(job_with_priors, maxSteps=4, checkpointEverySteps=2)
     summary = _train(job)
-    progress = json.loads(local(job["progressUri"]).read_text())
-    assert progress["step"] == progress["maxSteps"] == 4
-    assert progress["lastCheckpoint"] == summary["lastCheckpoint"] == checkpoint.step_uri(job["checkpointsUri"], 4)
-    assert progress["loss"] == pytest.approx(summary["loss"])
-    assert progress["imagesPerSecond"] > 0 and progress["stepsPerSecond"] > 0
+    progress = Progress.loads(local(job["progressUri"]).read_bytes())
+    assert progress.step == progress.max_steps == 4
+    assert progress.last_checkpoint == summary.last_checkpoint == checkpoint.step_uri(job["checkpointsUri"], 4)
+    assert progress.loss == pytest.approx(summary.loss)
+    assert progress.images_per_second > 0 and progress.steps_per_second > 0
