@@ -46,8 +46,8 @@ def prior_rate(job: dict, images: int, batch: int, steps: int) -> float:
 
 def train_rate(job: dict, steps: int, cache: bool, name: str) -> float:
     job = {**job, "checkpointsUri": job["checkpointsUri"] + f"-{name}"}
-    job["training"] = {**job["training"], "maxSteps": steps, "checkpointEverySteps": 10**6,
-                       "cacheLatents": cache}
+    job["training"] = {**job["training"], "maxSteps": steps, "checkpointEverySteps": steps}
+    job["tuning"] = {**job["tuning"], "cacheLatents": cache}
     metrics = Metrics("train")
     metrics.samples_per_second = rates = Rates()
     train(JobConfig.model_validate(job), DistEnv(), metrics)

@@ -100,7 +100,7 @@ def main() -> None:
         job["prior"].update(numImages=args.prior_images, sampler={
             "steps": 50, "guidanceScale": 7.5, "batchSize": args.prior_batch})
         job["training"].update(resolution=512, batchSize=4, mixedPrecision="bf16", maxSteps=args.steps,
-                               checkpointEverySteps=10**6, gradientCheckpointing=args.gradient_checkpointing)
+                               checkpointEverySteps=args.steps, gradientCheckpointing=args.gradient_checkpointing)
         cfg = JobConfig.model_validate(job)
 
         metrics = Metrics("prior")

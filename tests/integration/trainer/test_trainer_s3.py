@@ -12,8 +12,9 @@ from diffusers import StableDiffusionPipeline
 from dreambooth_trainer import storage
 from dreambooth_trainer.__main__ import main
 from dreambooth_trainer.errors import StorageAccessDenied
-from dreambooth_trainer.result import parse
 from dreambooth_trainer.tiny_model import tiny_job
+
+from tests.unit.trainer.helpers import report
 
 pytestmark = pytest.mark.integration
 
@@ -64,28 +65,28 @@ def test_prior_train_publish_on_s3_without_leaking_credentials(
     phases = (("prior", ["--shard", "0"]), ("prior", ["--shard", "1"]), ("train", []), ("publish", []))
     for phase, args in phases:
         assert main([phase, "--config", str(config), *args]) == 0
-        results.append(parse(capsys.readouterr().out))
-    published = results[-1]
-    assert published["artifactUri"] == f"{s3}/tenant-a/artifacts/tiny-lora/{published['sha256']}"
+        results.append(report(capsys.readouterr().out))
+    published = results[-1].publish
+    assert published.artifact_uri == f"{s3}/tenant-a/artifacts/tiny-lora/{published.sha256}"
 
     stored = _objects(minio, s3)
-    prefix = f"tenant-a/artifacts/tiny-lora/{published['sha256']}/"
+    prefix = f"tenant-a/artifacts/tiny-lora/{published.sha256}/"
     assert {n.removeprefix(prefix) for n in stored if n.startswith(prefix)} == {
         "pytorch_lora_weights.safetensors", "metadata.json", "samples/sample-00.png"}
     assert sum(n.startswith("tenant-a/jobs/00000000-tiny/priors/class-") for n in stored) == 4
     assert "tenant-a/jobs/00000000-tiny/checkpoints/step-6/state.json" in stored
 
-    local = storage.download_tree(published["artifactUri"], tmp_path / "artifact")
+    local = storage.download_tree(published.artifact_uri, tmp_path / "artifact")
     pipe = StableDiffusionPipeline.from_pretrained(tiny_model, safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
-    render = lambda: pipe("a photo of sks cat", num_inference_steps=2, height=32, width=32,  # noqa: E731
+    render = lambda: pipe("a photo of sks cat", num_inference_steps=2, height=64, width=64,  # noqa: E731
                           generator=torch.Generator().manual_seed(0), output_type="np").images[0]
     before = render()
     pipe.load_lora_weights(str(local))
     assert np.abs(render() - before).max() > 1e-3
 
     secrets = [minio.secret_key, minio.access_key]
-    texts = [caplog.text, capsys.readouterr().out, json.dumps(results)]
+    texts = [caplog.text, capsys.readouterr().out, *(r.dumps().decode() for r in results)]
     texts += [storage.read_bytes(f"{s3}/{n}").decode() for n in stored if n.endswith(".json")]
     for text in texts:
         for secret in secrets:
@@ -107,9 +108,9 @@ def test_wrong_credentials_fail_clearly_and_write_nothing(
     config.write_text(json.dumps(job))
     for phase in ("prior", "train"):
         assert main([phase, "--config", str(config)]) == 2
-        result = parse(capsys.readouterr().out)
-        assert result["reason"] == "StorageAccessDenied", result
-        assert "check the storage credentials" in result["message"]
-        assert "not-the-secret" not in result["message"] + caplog.text
+        result = report(capsys.readouterr().out)
+        assert result.reason == "StorageAccessDenied", result
+        assert "check the storage credentials" in result.message
+        assert "not-the-secret" not in result.message + caplog.text
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", minio.secret_key)
     assert _objects(minio, s3) == before
