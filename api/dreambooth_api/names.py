@@ -22,6 +22,10 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 PRIORS, TRAIN, PUBLISH = "priors", "train", "publish"
 TRAINER_CONTAINER = "trainer"
+# The env var of the trainer's JobConfig (JSON).
+JOB_CONFIG_ENV = "DREAMBOOTH_JOB_CONFIG"
+# How class image ``index`` gets its seed from the sampler's base seed (recorded in manifests).
+PRIOR_SEED_DERIVATION = "int(sha256(f'{seed}:{index}').hexdigest()[:15], 16)"
 
 # Exit codes of the trainer (and of its torchrun launcher), read by the Jobs' podFailurePolicy.
 EXIT_FAILED = 1  # unexpected: a retry may help

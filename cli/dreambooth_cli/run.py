@@ -23,6 +23,7 @@ from pathlib import Path
 
 from dreambooth_api.files import RESULT_PREFIX, ArtifactMetadata, FileError, PhaseReport, PublishResult
 from dreambooth_api.jobconfig import JobConfig, to_env_value
+from dreambooth_api.names import JOB_CONFIG_ENV
 
 from .bars import open_bar, say
 from .kube import CliError
@@ -33,7 +34,7 @@ from .submit import load_jobs
 TRAINER = "dreambooth_trainer"
 # Variables of a surrounding distributed launch that must not leak into the phases.
 CLEARED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "JOB_COMPLETION_INDEX",
-               "DREAMBOOTH_JOB_CONFIG")
+               JOB_CONFIG_ENV)
 POLL_SECONDS = 0.5
 
 

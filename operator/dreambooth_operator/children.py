@@ -16,6 +16,7 @@ from dreambooth_api.names import (
     COMPONENT_LABEL,
     EXIT_INTERRUPTED,
     EXIT_INVALID_INPUT,
+    JOB_CONFIG_ENV,
     JOB_NAME_LABEL,
     KUEUE_QUEUE_LABEL,
     PRIORS,
@@ -69,7 +70,7 @@ def _env(ctx: JobContext) -> list[dict]:
                                metrics_port=ctx.settings.trainer_metrics_port,
                                trainer_image=ctx.settings.trainer_image)
     env = [
-        {"name": "DREAMBOOTH_JOB_CONFIG", "value": to_env_value(config)},
+        {"name": JOB_CONFIG_ENV, "value": to_env_value(config)},
         {"name": "S3_ENDPOINT", "value": ctx.settings.storage_endpoint},
         {"name": "S3_SECURE", "value": str(ctx.settings.storage_secure).lower()},
         # Credentials only ever travel as Secret references.

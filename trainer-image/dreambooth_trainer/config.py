@@ -13,13 +13,14 @@ import os
 from pathlib import Path
 
 from dreambooth_api.jobconfig import JobConfig
+from dreambooth_api.names import JOB_CONFIG_ENV
 from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigError
 
 __all__ = ["CONFIG_ENV", "ConfigError", "DistEnv", "JobConfig", "check_runnable", "load_config"]
 
-CONFIG_ENV = "DREAMBOOTH_JOB_CONFIG"
+CONFIG_ENV = JOB_CONFIG_ENV
 
 
 def check_runnable(cfg: JobConfig) -> JobConfig:

@@ -13,6 +13,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Info, start_htt
 
 from . import __version__
 
+# attribute: (type, name, help) of every metric a trainer process exports.
+METRICS = {
+    "step": (Gauge, "dreambooth_train_step", "Optimizer steps done so far."),
+    "max_steps": (Gauge, "dreambooth_train_max_steps", "Steps to train."),
+    "steps": (Counter, "dreambooth_train_steps", "Optimizer steps taken by this process."),
+    "samples": (Counter, "dreambooth_train_samples", "Images (instance and class) trained on by this process."),
+    "samples_per_second": (Gauge, "dreambooth_train_samples_per_second",
+                           "Training throughput of this process over the last step."),
+    "learning_rate": (Gauge, "dreambooth_train_learning_rate", "Current learning rate."),
+    "checkpoints": (Counter, "dreambooth_train_checkpoints_saved", "Checkpoints written."),
+    "prior_images": (Counter, "dreambooth_prior_images_generated",
+                     "Class images generated and stored by this process."),
+    "prior_images_per_second": (Gauge, "dreambooth_prior_images_per_second",
+                                "Class-image generation throughput of the last batch."),
+    "gpu_memory": (Gauge, "dreambooth_gpu_memory_allocated_bytes",
+                   "GPU memory allocated by PyTorch on this process's device."),
+    "gpu_memory_peak": (Gauge, "dreambooth_gpu_memory_max_allocated_bytes",
+                        "Peak GPU memory allocated by PyTorch on this process's device."),
+}
+
 
 class Metrics:
     def __init__(self, phase: str, rank: int = 0):
@@ -27,47 +47,8 @@ class Metrics:
             ["component"],
             registry=r,
         )
-        self.step = Gauge("dreambooth_train_step", "Optimizer steps done so far.", registry=r)
-        self.max_steps = Gauge("dreambooth_train_max_steps", "Steps to train.", registry=r)
-        self.steps = Counter(
-            "dreambooth_train_steps", "Optimizer steps taken by this process.", registry=r
-        )
-        self.samples = Counter(
-            "dreambooth_train_samples",
-            "Images (instance and class) trained on by this process.",
-            registry=r,
-        )
-        self.samples_per_second = Gauge(
-            "dreambooth_train_samples_per_second",
-            "Training throughput of this process over the last step.",
-            registry=r,
-        )
-        self.learning_rate = Gauge(
-            "dreambooth_train_learning_rate", "Current learning rate.", registry=r
-        )
-        self.checkpoints = Counter(
-            "dreambooth_train_checkpoints_saved", "Checkpoints written.", registry=r
-        )
-        self.prior_images = Counter(
-            "dreambooth_prior_images_generated",
-            "Class images generated and stored by this process.",
-            registry=r,
-        )
-        self.prior_images_per_second = Gauge(
-            "dreambooth_prior_images_per_second",
-            "Class-image generation throughput of the last batch.",
-            registry=r,
-        )
-        self.gpu_memory = Gauge(
-            "dreambooth_gpu_memory_allocated_bytes",
-            "GPU memory allocated by PyTorch on this process's device.",
-            registry=r,
-        )
-        self.gpu_memory_peak = Gauge(
-            "dreambooth_gpu_memory_max_allocated_bytes",
-            "Peak GPU memory allocated by PyTorch on this process's device.",
-            registry=r,
-        )
+        for attribute, (kind, name, text) in METRICS.items():
+            setattr(self, attribute, kind(name, text, registry=r))
         self.server = None
 
     def serve(self, port: int) -> None:

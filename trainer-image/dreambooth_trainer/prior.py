@@ -16,7 +16,7 @@ import time
 
 import torch
 from dreambooth_api.files import FileError, PriorManifest, PriorSettings, PriorSummary
-from dreambooth_api.names import is_prior_manifest, prior_image_name, prior_manifest_name
+from dreambooth_api.names import PRIOR_SEED_DERIVATION, is_prior_manifest, prior_image_name, prior_manifest_name
 
 from . import __version__, storage
 from .config import JobConfig
@@ -26,7 +26,7 @@ from .model import inference_dtype, load_pipeline, local_model_dir
 
 log = logging.getLogger(__name__)
 
-SEED_DERIVATION = "int(sha256(f'{seed}:{index}').hexdigest()[:15], 16)"
+SEED_DERIVATION = PRIOR_SEED_DERIVATION
 image_name = prior_image_name
 
 

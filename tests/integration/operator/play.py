@@ -26,14 +26,15 @@ from dreambooth_api.files import (
     Sample,
 )
 from dreambooth_api.jobconfig import JobConfig
+
+# Not yet in dreambooth_api: the trainer's config variable and its seed rule (dreambooth_trainer.prior).
+from dreambooth_api.names import JOB_CONFIG_ENV
+from dreambooth_api.names import PRIOR_SEED_DERIVATION as SEED_DERIVATION
 from PIL import Image
 
 from tests.support.pods import finish_pod, running_pods
 from tests.support.wait import wait_for
 
-# Not yet in dreambooth_api: the trainer's config variable and its seed rule (dreambooth_trainer.prior).
-JOB_CONFIG_ENV = "DREAMBOOTH_JOB_CONFIG"
-SEED_DERIVATION = "int(sha256(f'{seed}:{index}').hexdigest()[:15], 16)"
 TRAINER_VERSION = "0.1.0"
 ADAPTER_BYTES = 4096
 
