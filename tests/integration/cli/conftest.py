@@ -7,9 +7,10 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
+
+from tests.support.wait import wait_for
 
 CLI = [sys.executable, "-m", "dreambooth_cli"]
 # Storage settings of the developer's shell must not reach the command under test.
@@ -57,12 +58,17 @@ class Background:
     def stderr(self) -> str:
         return "".join(self.err)
 
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.stderr + self.stdout:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} never shown; stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
-            time.sleep(0.1)
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        def shown() -> bool:
+            if text in self.stderr + self.stdout:
+                return True
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited {self.proc.returncode} before showing {text!r}; "
+                                     f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
+            return False
+
+        wait_for(shown, timeout,
+                 lambda: f"{text!r} on the CLI's output; stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
 
     def wait(self, timeout: float = 60) -> int:
         code = self.proc.wait(timeout=timeout)

@@ -61,16 +61,6 @@ def start_cli(phase: str, job: dict, tmp_path: Path, log: Path, **env) -> subpro
     )
 
 
-def wait_for(predicate, timeout: float = 120, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
-
-
 def kill(proc: subprocess.Popen, sig=signal.SIGKILL) -> int:
     proc.send_signal(sig)
     return proc.wait(timeout=120)

@@ -10,8 +10,9 @@ from diffusers import StableDiffusionPipeline
 from dreambooth_trainer import checkpoint
 from dreambooth_trainer.__main__ import main
 
+from tests.support.wait import wait_for
 from tests.unit.trainer.helpers import free_port as _free_port
-from tests.unit.trainer.helpers import local, report, start_cli, wait_for
+from tests.unit.trainer.helpers import local, report, start_cli
 
 
 def _train_on_two_ranks(job, tmp_path, run):
@@ -97,7 +98,7 @@ def test_sigterm_to_the_launcher_stops_both_workers_at_one_checkpoint(job_with_p
     job["training"].update(maxSteps=100_000, checkpointEverySteps=100_000)
     log = tmp_path / "launcher.log"
     proc = start_cli("train", job, tmp_path, log, **_launcher_env(_free_port()))
-    wait_for(lambda: "step 3/100000" in log.read_text() or proc.poll() is not None, timeout=300)
+    wait_for(lambda: "step 3/100000" in log.read_text() or proc.poll() is not None, 300, "step 3 in the log")
     proc.send_signal(signal.SIGTERM)  # the kubelet signals the pod's PID 1, the launcher
     assert proc.wait(timeout=300) == 143, log.read_text()[-3000:]
     step = checkpoint.latest(job["checkpointsUri"])

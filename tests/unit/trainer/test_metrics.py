@@ -7,7 +7,8 @@ from dreambooth_trainer.config import DistEnv
 from dreambooth_trainer.metrics import Metrics
 from dreambooth_trainer.train import train
 
-from tests.unit.trainer.helpers import config, wait_for
+from tests.support.wait import wait_for
+from tests.unit.trainer.helpers import config
 
 PROMTOOL = "/usr/bin/promtool"
 NAMES = [
@@ -59,7 +60,7 @@ def test_metrics_endpoint_serves_the_named_metrics_during_a_run(job_with_priors)
     runner = threading.Thread(target=train, args=(cfg, DistEnv(), metrics))
     runner.start()
     try:
-        during = wait_for(lambda: _started(_scrape(port)))
+        during = wait_for(lambda: _started(_scrape(port)), what="metrics of a running step", interval=0.02)
         runner.join(timeout=300)
         final = _scrape(port)
     finally:

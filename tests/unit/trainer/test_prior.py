@@ -7,7 +7,8 @@ from dreambooth_trainer.errors import ConfigError
 from dreambooth_trainer.prior import generate_priors, image_name, image_seed, shard_indices
 from PIL import Image
 
-from tests.unit.trainer.helpers import config, kill, local, start_cli, wait_for
+from tests.support.wait import wait_for
+from tests.unit.trainer.helpers import config, kill, local, start_cli
 
 
 def _pixels(directory):
@@ -78,7 +79,7 @@ def test_a_killed_shard_completes_the_set_on_rerun(job, tmp_path):
     generate_priors(config({**job, "priorsUri": reference.as_uri()}), 0, 1)
 
     proc = start_cli("prior", job, tmp_path, tmp_path / "first.log")
-    wait_for(lambda: len(list(root.glob("class-*.png"))) >= 2 or proc.poll() is not None)
+    wait_for(lambda: len(list(root.glob("class-*.png"))) >= 2 or proc.poll() is not None, what="two class images")
     kill(proc)
     made_before = len(list(root.glob("class-*.png")))
     assert 2 <= made_before < 10, "killed midway"

@@ -15,7 +15,8 @@ from dreambooth_trainer.prompts import tokenize
 from dreambooth_trainer.train import DreamBoothModel, dreambooth_loss, train
 from safetensors.torch import load_file
 
-from tests.unit.trainer.helpers import config, kill, local, report, start_cli, wait_for
+from tests.support.wait import wait_for
+from tests.unit.trainer.helpers import config, kill, local, report, start_cli
 
 
 def _train(job):
@@ -147,7 +148,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(job_with_priors, tmp_p
 
     proc = start_cli("train", job, tmp_path, tmp_path / "first.log")
     root = job["checkpointsUri"]
-    wait_for(lambda: checkpoint.latest(root) or proc.poll() is not None, timeout=300)
+    wait_for(lambda: checkpoint.latest(root) or proc.poll() is not None, 300, "a first checkpoint")
     kill(proc)
     killed_at = checkpoint.latest(root)
     assert killed_at is not None and killed_at < 40, "killed after a checkpoint, before the end"
@@ -176,7 +177,7 @@ def test_sigterm_writes_a_checkpoint_before_exiting(job_with_priors, tmp_path):
     job = _with(job_with_priors, maxSteps=100_000, checkpointEverySteps=100_000)
     log = tmp_path / "train.log"
     proc = start_cli("train", job, tmp_path, log)
-    wait_for(lambda: "step 3/100000" in log.read_text() or proc.poll() is not None, timeout=300)
+    wait_for(lambda: "step 3/100000" in log.read_text() or proc.poll() is not None, 300, "step 3 in the log")
     assert kill(proc, signal.SIGTERM) == 143
     step = checkpoint.latest(job["checkpointsUri"])
     assert step is not None and step >= 3
