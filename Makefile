@@ -16,13 +16,17 @@ help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 install: $(INSTALL_STAMP) ## Create .venv with the packages (editable), test tools and Prometheus
-$(INSTALL_STAMP): api/pyproject.toml operator/pyproject.toml trainer-image/pyproject.toml cli/pyproject.toml requirements-test.txt
+$(INSTALL_STAMP): api/pyproject.toml operator/pyproject.toml trainer-image/pyproject.toml cli/pyproject.toml \
+		requirements-test.txt trainer-image/requirements.txt trainer-image/Dockerfile
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || hack/install-system-packages.sh
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
-	$(UV) pip install --python $(PYTHON) -e api -e operator -e trainer-image -e cli -r requirements-test.txt
-	@# DeepSpeed's build imports torch, so it goes in after torch, without build isolation.
-	$(UV) pip install --python $(PYTHON) --no-build-isolation 'deepspeed>=0.15'
+	@# The trainer image's pins are constraints here too: the tests run what the image ships.
+	$(UV) pip install --python $(PYTHON) -e api -e operator -e trainer-image -e cli -r requirements-test.txt \
+		-c trainer-image/requirements.txt
+	@# DeepSpeed's build imports torch, so it goes in after torch, without build isolation;
+	@# at the version the trainer image pins in its Dockerfile.
+	$(UV) pip install --python $(PYTHON) --no-build-isolation "$$(grep -o 'deepspeed==[0-9.]*' trainer-image/Dockerfile)"
 	touch $@
 
 binaries: install ## Find or build the pinned control-plane binaries (cached outside the repo)
