@@ -19,10 +19,11 @@ import yaml
 from dreambooth_api import GROUP, VERSION
 from dreambooth_api.files import ArtifactMetadata, FileError
 from dreambooth_api.names import METADATA_FILE, MODELARTIFACTS
+from dreambooth_api.s3 import STORAGE_KEYS, Credentials
 from kubernetes.client.exceptions import ApiException
 
 from .kube import CliError, Cluster, api_message
-from .s3 import STORAGE_KEYS, Credentials, Fetcher, endpoint_from, fetch
+from .s3 import Fetcher, endpoint_from, fetch
 
 # -- list and describe -------------------------------------------------------------------------
 

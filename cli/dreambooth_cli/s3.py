@@ -16,22 +16,12 @@ from urllib.parse import urlparse
 
 import urllib3
 from dreambooth_api.names import S3_DENIED, S3_NOT_FOUND
+from dreambooth_api.s3 import Credentials, split_s3
 
 from .bars import open_bar
 from .kube import CliError
 
 CHUNK = 1 << 20
-# The Secret keys (and environment variables) holding the storage credentials, as the pods get them.
-STORAGE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    access_key: str
-    secret_key: str = ""
-
-    def __repr__(self) -> str:  # never print the secret
-        return f"Credentials(access_key={self.access_key!r}, secret_key=***)"
 
 
 @dataclass(frozen=True)
@@ -51,11 +41,6 @@ def endpoint_from(flag: str | None, insecure: bool, env: dict) -> Endpoint:
         return Endpoint(parsed.netloc, parsed.scheme == "https" and not insecure)
     secure = env.get("S3_SECURE", "true").lower() in ("1", "true", "yes")
     return Endpoint(value, secure and not insecure)
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    return parsed.netloc, parsed.path.lstrip("/")
 
 
 def s3_message(uri: str, code: str, host: str) -> str:

@@ -31,11 +31,11 @@ from dreambooth_api.names import (
     rendezvous_service_name,
     train_job_name,
 )
+from dreambooth_api.s3 import STORAGE_KEYS
 
 from .settings import OperatorSettings
 
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-STORAGE_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from dreambooth_api.names import (
     rendezvous_service_name,
     train_job_name,
 )
+from dreambooth_api.s3 import STORAGE_KEYS, Credentials
 
 from . import conditions as cond
-from .children import STORAGE_KEYS, JobContext
+from .children import JobContext
 from .kube import Kube
 from .observation import ArtifactState, ChildJob, Observation, Problem
-from .storage import Credentials, Storage
+from .storage import Storage
 
 
 def gather(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime) -> Observation:
@@ -86,7 +87,7 @@ def check_inputs(kube: Kube, ctx: JobContext, status: dict,
     if missing:
         return [Problem("SecretKeyMissing", f"storage Secret {ctx.storage_secret!r} lacks {', '.join(missing)}")], None
     storage = Storage(settings.storage_endpoint, settings.storage_secure,
-                      Credentials(secret["AWS_ACCESS_KEY_ID"], secret["AWS_SECRET_ACCESS_KEY"]))
+                      Credentials(*(secret[k] for k in STORAGE_KEYS)))
     if cond.is_true(status.get("conditions"), cond.VALIDATED):
         return [], storage  # inputs were checked when the job started; only storage reads remain
     if problem := storage.check_bucket(ctx.layout.bucket):

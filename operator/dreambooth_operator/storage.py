@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlparse
 
 import urllib3
 from dreambooth_api.files import MAX_FILE_BYTES, ContractFile, FileError
 from dreambooth_api.names import IMAGE_SUFFIXES, PRIOR_IMAGE_PREFIX, S3_DENIED, S3_NOT_FOUND, is_image
+from dreambooth_api.s3 import Credentials, split_s3
 from minio import Minio
 from minio.error import S3Error
 
@@ -25,20 +24,6 @@ File = TypeVar("File", bound=ContractFile)
 # Fail fast on an unreachable endpoint: the reconcile pass must not hang on storage.
 _HTTP = urllib3.PoolManager(timeout=urllib3.Timeout(connect=3, read=10),
                             retries=urllib3.Retry(total=1, backoff_factor=0.2))
-
-
-@dataclass(frozen=True)
-class Credentials:
-    access_key: str
-    secret_key: str = ""
-
-    def __repr__(self) -> str:  # never print the secret
-        return f"Credentials(access_key={self.access_key!r}, secret_key=***)"
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    return parsed.netloc, parsed.path.lstrip("/")
 
 
 class Storage:

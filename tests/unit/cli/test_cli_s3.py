@@ -6,8 +6,9 @@ import hashlib
 
 import pytest
 from dreambooth_api.names import S3_DENIED, S3_NOT_FOUND
+from dreambooth_api.s3 import Credentials
 from dreambooth_cli.kube import CliError
-from dreambooth_cli.s3 import Credentials, Endpoint, Fetcher, endpoint_from, fetch, s3_message
+from dreambooth_cli.s3 import Endpoint, Fetcher, endpoint_from, fetch, s3_message
 
 
 @pytest.mark.parametrize(
