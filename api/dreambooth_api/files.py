@@ -8,16 +8,21 @@ storage, so readers parse it with a size cap and a model: a wrong file is an err
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
+
+from .base import OBJECT_URI
 
 # progress.json and result.json are a few hundred bytes; metadata.json lists the instance
 # photos and samples. Anything larger is not ours.
 MAX_FILE_BYTES = 1 << 20
 RESULT_PREFIX = "DREAMBOOTH_RESULT "
 SHA256 = r"^[0-9a-f]{64}$"
+ObjectUri = Annotated[str, StringConstraints(max_length=1024, pattern=OBJECT_URI)]
+# Validation prompts (at most 8) × images per prompt (at most 16).
+MAX_SAMPLES = 8 * 16
 
 
 class FileError(ValueError):
@@ -62,15 +67,17 @@ class Progress(ContractFile):
 class PublishResult(ContractFile):
     """``result.json``: what publish uploaded; written last, so its presence means published."""
 
-    artifact_uri: str
-    adapter_uri: str
-    metadata_uri: str
-    sample_images: list[str] = []
+    # The ModelArtifact is made from these fields: they obey the same bounds as its spec, so a
+    # wrong file is refused here (and the job fails with a named reason), not by the apiserver.
+    artifact_uri: ObjectUri
+    adapter_uri: ObjectUri
+    metadata_uri: ObjectUri
+    sample_images: list[ObjectUri] = Field([], max_length=MAX_SAMPLES)
     sha256: str = Field(pattern=SHA256)
     size_bytes: int = Field(ge=0)
-    base_model_revision: str | None = None
+    base_model_revision: str | None = Field(None, max_length=128)
     hyperparameters: dict[str, Any] = {}
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = Field({}, max_length=64)
     step: int = Field(ge=0)
 
 
@@ -175,8 +182,9 @@ class PhaseReport(ContractFile):
     phase: Literal["prior", "train", "publish"]
     status: Literal["Succeeded", "Failed", "Interrupted"]
     rank: int | None = None
-    reason: str | None = None
-    message: str | None = None
+    # It becomes a condition's reason and message: CamelCase, bounded.
+    reason: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9]{0,127}$")
+    message: str | None = Field(None, max_length=4096)
     step: int | None = None
     prior: PriorSummary | None = None
     train: TrainSummary | None = None

@@ -87,7 +87,7 @@ class Observe:
     def result(self, stored_sha256: str | None = "c" * 64, **extra) -> Observe:
         """publish's result.json, and the sha256 of the adapter as storage has it."""
         self.values["result"] = PublishResult(**{
-            "artifact_uri": "s3://b/a/", "adapter_uri": "s3://b/a/x.safetensors", "metadata_uri": "s3://b/a/m.json",
+            "artifact_uri": "s3://bkt/a/", "adapter_uri": "s3://bkt/a/x.safetensors", "metadata_uri": "s3://bkt/a/m.json",
             "sha256": "c" * 64, "size_bytes": 9, "step": 10, **extra})
         self.values["adapter_sha256"] = stored_sha256
         return self
