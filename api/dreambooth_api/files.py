@@ -8,12 +8,16 @@ storage, so readers parse it with a size cap and a model: a wrong file is an err
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
 from .base import OBJECT_URI
+from .names import PRIOR_SEED_DERIVATION
+
+if TYPE_CHECKING:
+    from .jobconfig import JobConfig
 
 # progress.json and result.json are a few hundred bytes; metadata.json lists the instance
 # photos and samples. Anything larger is not ours.
@@ -92,6 +96,14 @@ class PriorSettings(ContractFile):
     guidance_scale: float
     seed: int
     seed_derivation: str
+
+    @classmethod
+    def for_job(cls, config: JobConfig) -> PriorSettings:
+        sampler = config.prior.sampler
+        return cls(base_model=config.base_model.uri, revision=config.base_model.revision,
+                   class_prompt=config.prior.class_prompt, resolution=config.training.resolution,
+                   steps=sampler.steps, guidance_scale=sampler.guidance_scale, seed=sampler.seed,
+                   seed_derivation=PRIOR_SEED_DERIVATION)
 
 
 class PriorManifest(ContractFile):

@@ -16,7 +16,7 @@ import time
 
 import torch
 from dreambooth_api.files import FileError, PriorManifest, PriorSettings, PriorSummary
-from dreambooth_api.names import PRIOR_SEED_DERIVATION, is_prior_manifest, prior_image_name, prior_manifest_name
+from dreambooth_api.names import is_prior_manifest, prior_image_name, prior_manifest_name
 
 from . import __version__, storage
 from .config import JobConfig
@@ -26,7 +26,6 @@ from .model import inference_dtype, load_pipeline, local_model_dir
 
 log = logging.getLogger(__name__)
 
-SEED_DERIVATION = PRIOR_SEED_DERIVATION
 image_name = prior_image_name
 
 
@@ -40,18 +39,8 @@ def shard_indices(shard: int, shards: int, num_images: int) -> list[int]:
 
 
 def prior_settings(cfg: JobConfig) -> PriorSettings:
-    """Everything that decides the pixels of a class image."""
-    s = cfg.prior.sampler
-    return PriorSettings(
-        base_model=cfg.base_model.uri,
-        revision=cfg.base_model.revision,
-        class_prompt=cfg.prior.class_prompt,
-        resolution=cfg.training.resolution,
-        steps=s.steps,
-        guidance_scale=s.guidance_scale,
-        seed=s.seed,
-        seed_derivation=SEED_DERIVATION,
-    )
+    """Everything that decides the pixels of a class image (recorded in every manifest)."""
+    return PriorSettings.for_job(cfg)
 
 
 def _check_manifests(priors_uri: str, names: list[str], settings: PriorSettings) -> None:

@@ -29,7 +29,6 @@ from dreambooth_api.jobconfig import JobConfig
 
 # Not yet in dreambooth_api: the trainer's config variable and its seed rule (dreambooth_trainer.prior).
 from dreambooth_api.names import JOB_CONFIG_ENV
-from dreambooth_api.names import PRIOR_SEED_DERIVATION as SEED_DERIVATION
 from PIL import Image
 
 from tests.support.pods import finish_pod, running_pods
@@ -78,17 +77,9 @@ def png(index: int, size: int = 8) -> bytes:
     return out.getvalue()
 
 
-def prior_settings(config: JobConfig) -> PriorSettings:
-    sampler = config.prior.sampler
-    return PriorSettings(base_model=config.base_model.uri, revision=config.base_model.revision,
-                         class_prompt=config.prior.class_prompt, resolution=config.training.resolution,
-                         steps=sampler.steps, guidance_scale=sampler.guidance_scale, seed=sampler.seed,
-                         seed_derivation=SEED_DERIVATION)
-
-
 def put_priors(client, config: JobConfig) -> None:
     """Every prior shard's work: its class images, then its manifest."""
-    prior, settings = config.prior, prior_settings(config)
+    prior, settings = config.prior, PriorSettings.for_job(config)
     for shard in range(prior.shards):
         mine = [names.prior_image_name(i) for i in range(shard, prior.num_images, prior.shards)]
         for index in range(shard, prior.num_images, prior.shards):
@@ -140,7 +131,7 @@ def put_artifact(client, config: JobConfig, loss: float = 0.12) -> PublishResult
             prompt=config.instance.prompt, data_uri=config.instance.data_uri, images=images,
             data_sha256=hashlib.sha256("".join(f"{i.name}:{i.sha256}\n" for i in images).encode()).hexdigest()),
         prior=PriorLineage(enabled=True, num_images=prior.num_images, loss_weight=prior.loss_weight,
-                           settings=prior_settings(config)) if prior.enabled else PriorLineage(enabled=False),
+                           settings=PriorSettings.for_job(config)) if prior.enabled else PriorLineage(enabled=False),
         hyperparameters=hyperparameters, training={"step": step, "loss": loss}, samples=[sample],
         trainer_version=TRAINER_VERSION, trainer_image=config.trainer_image)
     put_file(client, f"{artifact}/{names.METADATA_FILE}", metadata)
