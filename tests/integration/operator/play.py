@@ -155,9 +155,19 @@ def report(pod: dict, exit_code: int) -> PhaseReport:
                        message="RuntimeError: worker crashed")
 
 
+def pod_states(cluster, namespace: str, selector: str) -> list[tuple]:
+    """(name, phase, node, conditions) of the selected pods: what a timed-out wait reports."""
+    out = cluster.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json", check=False)
+    items = json.loads(out.stdout or '{"items": []}')["items"]
+    return [(p["metadata"]["name"], p.get("status", {}).get("phase"), p["spec"].get("nodeName"),
+             [(c["type"], c["status"], c.get("reason")) for c in p.get("status", {}).get("conditions") or []])
+            for p in items]
+
+
 def finish_job_pods(cluster, namespace: str, job_name: str, count: int, exit_code: int = 0) -> None:
     selector = f"batch.kubernetes.io/job-name={job_name}"
     pods = wait_for(lambda: (p := running_pods(cluster, namespace, selector)) and len(p) >= count and p,
-                    what=f"{count} running pods of {job_name}")
+                    what=lambda: f"{count} running pods of {job_name}; its pods: "
+                                 f"{pod_states(cluster, namespace, selector)}")
     for pod in pods[:count]:
         finish_pod(cluster, namespace, pod, exit_code, report(pod, exit_code).dumps().decode())
