@@ -89,7 +89,8 @@ def test_the_launcher_exits_2_when_its_workers_refuse_the_config(job, tmp_path):
     log = tmp_path / "launcher.log"
     proc = start_cli("train", job, tmp_path, log, **_launcher_env(_free_port()))
     assert proc.wait(timeout=300) == 2, log.read_text()[-3000:]
-    assert log.read_text().count('"reason":"InvalidConfig"') == 2, "both workers ran and refused it"
+    # torchrun stops the other worker once one fails, so it may not live to refuse it too
+    assert log.read_text().count('"reason":"InvalidConfig"') >= 1, "a worker ran and refused it"
 
 
 def test_sigterm_to_the_launcher_stops_both_workers_at_one_checkpoint(job_with_priors, tmp_path):
