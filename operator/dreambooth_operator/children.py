@@ -33,6 +33,7 @@ from dreambooth_api.names import (
 )
 from dreambooth_api.s3 import STORAGE_KEYS
 
+from .observation import StoredObject
 from .settings import OperatorSettings
 
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
@@ -230,15 +231,18 @@ def build_publish_job(ctx: JobContext) -> dict:
     })
 
 
-def build_model_artifact(ctx: JobContext, result: PublishResult) -> dict:
-    """The ModelArtifact recording a published adapter; deliberately not owned by the job."""
+def build_model_artifact(ctx: JobContext, result: PublishResult, stored: StoredObject) -> dict:
+    """The ModelArtifact recording a published adapter; deliberately not owned by the job.
+
+    Its sha256 and size are those the operator read from storage (``stored``), not the
+    tenant-writable result's."""
     spec = ctx.spec
     revision = result.base_model_revision or spec.base_model.revision
     artifact_spec = {
         "format": "diffusers-lora-safetensors",
         "uri": result.adapter_uri,
-        "sha256": result.sha256,
-        "sizeBytes": result.size_bytes,
+        "sha256": stored.sha256,
+        "sizeBytes": stored.size,
         "baseModel": {"uri": spec.base_model.uri, **({"revision": revision} if revision else {})},
         "prompts": {"instance": spec.instance.prompt,
                     **({"class": spec.prior.class_prompt} if spec.prior and spec.prior.enabled else {})},

@@ -57,6 +57,14 @@ class ArtifactState:
 
 
 @dataclass(frozen=True)
+class StoredObject:
+    """An object as the operator read it from storage (not as a tenant-written file says)."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class Observation:
     now: datetime.datetime
     problems: tuple[Problem, ...] = ()

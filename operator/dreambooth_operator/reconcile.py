@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from . import children
 from . import conditions as cond
 from .children import JobContext
-from .observation import ChildJob, Observation
+from .observation import ChildJob, Observation, StoredObject
 
 PENDING, PRIORS, TRAINING, PUBLISHING = "Pending", "GeneratingPriors", "Training", "Publishing"
 SUCCEEDED, FAILED, SUSPENDED = "Succeeded", "Failed", "Suspended"
@@ -230,7 +230,7 @@ def _publishing(p: _Pass) -> Plan:
         p.phase(PUBLISHING, f"publishing the adapter as ModelArtifact {name}")
         return p.plan
     artifact = obs.artifact
-    p.ensure(artifact is not None, children.build_model_artifact(p.ctx, obs.result))
+    p.ensure(artifact is not None, children.build_model_artifact(p.ctx, obs.result, StoredObject(obs.result.sha256, obs.result.size_bytes)))
     p.status["artifact"] = name
     if artifact is None or artifact.phase != "Ready":
         if not _verify_artifact(p, name):

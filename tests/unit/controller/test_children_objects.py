@@ -18,6 +18,7 @@ import pytest
 import yaml
 from dreambooth_api.files import PublishResult
 from dreambooth_operator import children
+from dreambooth_operator.observation import StoredObject
 
 from .wrappers import MakeJob
 
@@ -34,7 +35,7 @@ BUILDERS = {
     "train-job": lambda ctx: children.build_training_job(ctx, 1),
     "publish-job": lambda ctx: children.build_publish_job(ctx),
     "rendezvous-service": lambda ctx: children.build_rendezvous_service(ctx),
-    "model-artifact": lambda ctx: children.build_model_artifact(ctx, RESULT),
+    "model-artifact": lambda ctx: children.build_model_artifact(ctx, RESULT, StoredObject(RESULT.sha256, RESULT.size_bytes)),
 }
 
 
