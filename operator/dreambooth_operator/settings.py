@@ -40,6 +40,9 @@ class OperatorSettings(BaseSettings):
     )
     max_concurrent_reconciles: int = Field(20, ge=1)
     reconcile_interval_seconds: float = Field(10.0, gt=0, description="Timer that re-observes active jobs.")
+    pod_creation_timeout_seconds: float = Field(
+        600.0, gt=0, description="A child Job that could create no pod for this long (admission, quota, "
+        "Pod Security) fails its DreamBoothJob: it may never start, deadline or not.")
     metrics_port: int = Field(8080, ge=0, le=65535, description="Operator /metrics; 0 disables.")
     health_port: int = Field(8081, ge=1, le=65535, description="Operator liveness probe /healthz.")
 
