@@ -15,7 +15,11 @@ Each pod has a loopback address of its own (its ``status.podIP``), a directory
 (path in ``TERMINATION_MESSAGE_PATH``), and a log ``<workdir>/logs/<namespace>_<pod>.log`` holding
 stdout and stderr of all its containers and restarts, plus the agent's own lines about it.
 
-Not supported: init containers (the pod fails), volumes (paths are the host's), probes,
+An emptyDir is a directory ``volumes/<name>`` of the pod's, and env values naming a path inside
+one (``HOME=/home/trainer`` with an emptyDir there) are rewritten to it; otherwise processes see
+the host's filesystem.
+
+Not supported: init containers (the pod fails), other volumes (paths are the host's), probes,
 resource limits and GPU isolation, ``kubectl logs/exec``, Service (ClusterIP) addresses, a
 pod's own host name resolving, ``resourceFieldRef``. Processes get a minimal environment
 (``PASSTHROUGH_ENV`` of the test session, the venv first on ``PATH``), not the session's.

@@ -20,7 +20,9 @@ from .podenv import (
     ContainerConfigError,
     ContainerRecord,
     container_argv,
+    empty_dir_mounts,
     exit_code,
+    map_mounted_path,
     pod_hostname,
     pod_status,
     resolve_env,
@@ -151,8 +153,12 @@ class PodRun:
             env = resolve_env(self.pod, spec, lambda kind, name: self.agent._lookup(self.namespace, kind, name))
         except ApiException as error:
             raise ContainerConfigError(f"reading Secrets and ConfigMaps failed: {error.reason}", retry=True) from error
+        mounts = empty_dir_mounts(self.pod, spec, self.dir)
+        for local in mounts.values():
+            local.mkdir(parents=True, exist_ok=True)
         env = {**self.agent.base_env(), "HOME": str(self.dir / "home"), "TMPDIR": str(self.dir / "tmp"),
-               "HOSTNAME": pod_hostname(self.pod), "TERMINATION_MESSAGE_PATH": str(message_file), **env}
+               "HOSTNAME": pod_hostname(self.pod), "TERMINATION_MESSAGE_PATH": str(message_file),
+               **{name: map_mounted_path(value, mounts) for name, value in env.items()}}
         search_path = [VENV_BIN, *(Path(p) for p in env.get("PATH", "").split(os.pathsep) if p)]
         argv = container_argv(self.pod, spec, env, self.agent.images, search_path)
         with self._lock, self.log_path.open("ab") as log_file:

@@ -4,6 +4,8 @@
   known before the pod starts and a peer can compute it from a DNS name alone.
 - The container's environment: literal values, ``$(VAR)`` references, Secret and ConfigMap
   keys (``valueFrom`` and ``envFrom``) and the downward API (``fieldRef``).
+- emptyDir volumes: a directory of the pod's each; env values naming a path inside one are
+  rewritten to it (args are not, and processes otherwise see the host's filesystem).
 - Pod DNS names: there is no cluster DNS, so names of pods behind a headless Service
   (``<hostname>.<subdomain>.<namespace>.svc[.cluster.local]``, and ``<hostname>.<subdomain>[.<namespace>]``
   for the pod's own subdomain) are rewritten to the target pod's loopback address in env values,
@@ -171,6 +173,30 @@ def resolve_env(pod: dict, container: dict, lookup: Lookup) -> dict[str, str]:
             env[var["name"]] = expand(var.get("value", ""), env)
     namespace, subdomain = pod["metadata"]["namespace"], pod["spec"].get("subdomain")
     return {name: rewrite_pod_dns(value, namespace, subdomain) for name, value in env.items()}
+
+
+# -- volumes ----------------------------------------------------------------------------------
+
+
+def empty_dir_mounts(pod: dict, container: dict, pod_dir: Path) -> dict[str, Path]:
+    """mountPath -> the directory standing in for each emptyDir the container mounts:
+    ``<pod_dir>/volumes/<name>[/<subPath>]``, shared by the pod's containers and kept across
+    restarts, as an emptyDir is. Other kinds of volume are left out."""
+    empty = {v["name"] for v in pod["spec"].get("volumes") or [] if "emptyDir" in v}
+    return {m["mountPath"].rstrip("/") or "/": pod_dir / "volumes" / m["name"] / m.get("subPath", "")
+            for m in container.get("volumeMounts") or [] if m["name"] in empty}
+
+
+def map_mounted_path(value: str, mounts: Mapping[str, Path]) -> str:
+    """`value` moved into the stand-in directory when it is a path inside a mounted emptyDir
+    (``/tmp`` or ``/tmp/x`` with one at ``/tmp``; the deepest mount wins), else unchanged.
+
+    The process sees the host's filesystem: without this a pod's ``HOME=/home/trainer`` would be
+    the host's /home/trainer, shared by every pod and every test session."""
+    for mount in sorted(mounts, key=len, reverse=True):
+        if value == mount or value.startswith(mount.rstrip("/") + "/"):
+            return str(mounts[mount]) + value[len(mount.rstrip("/")):]
+    return value
 
 
 # -- argv -------------------------------------------------------------------------------------
