@@ -6,6 +6,7 @@ Builders take the parsed spec and return plain dicts; the I/O layer adopts and c
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from dreambooth_api import API_VERSION, DreamBoothJobSpec
@@ -37,6 +38,33 @@ from .observation import StoredObject
 from .settings import OperatorSettings
 
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+
+# Every pod passes Pod Security `restricted`. The uid is the image's own (a numeric USER, which
+# the kubelet checks against runAsNonRoot), not pinned here, so platforms that assign uids can.
+POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY_CONTEXT = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": True,
+}
+# The root filesystem is read-only, so the trainer writes only to these emptyDirs (world-writable,
+# whatever the uid): name -> (mountPath, emptyDir).
+HOME_DIR = "/home/trainer"
+WRITABLE_VOLUMES = {
+    "tmp": ("/tmp", {}),  # tempfile: checkpoint and publish staging, the launcher's exit codes
+    "home": (HOME_DIR, {}),  # HOME: the base-model cache and every library's cache below it
+    # NCCL and DataLoader workers use shared memory; the container default of 64 MiB is too small.
+    "shm": ("/dev/shm", {"medium": "Memory"}),
+}
+# Set here, not left to the image, so nothing lands on the read-only root: the trainer's model
+# cache, torch, triton, CUDA and matplotlib write under HOME or XDG_CACHE_HOME, torch.compile
+# and tempfile under TMPDIR.
+WRITABLE_ENV = {
+    "HOME": HOME_DIR,
+    "TMPDIR": "/tmp",
+    "XDG_CACHE_HOME": f"{HOME_DIR}/.cache",
+    "HF_HOME": f"{HOME_DIR}/.cache/huggingface",
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +107,7 @@ def _env(ctx: JobContext) -> list[dict]:
           for key in STORAGE_KEYS),
         {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "HF_HOME", "value": "/tmp/hf"},
+        *({"name": name, "value": value} for name, value in WRITABLE_ENV.items()),
     ]
     if ctx.spec.base_model.secret_ref:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
@@ -109,15 +137,11 @@ def _pod_template(ctx: JobContext, component: str, args: list[str], gpus: int,
             "resources": _resources(ctx, gpus),
             "ports": [{"name": "metrics", "containerPort": ctx.settings.trainer_metrics_port}],
             "terminationMessagePolicy": "FallbackToLogsOnError",
-            "securityContext": {
-                "runAsNonRoot": True,
-                "allowPrivilegeEscalation": False,
-                "capabilities": {"drop": ["ALL"]},
-            },
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "shm", "mountPath": "/dev/shm"}],
+            "securityContext": copy.deepcopy(CONTAINER_SECURITY_CONTEXT),
+            "volumeMounts": [{"name": name, "mountPath": path} for name, (path, _) in WRITABLE_VOLUMES.items()],
         }],
-        # NCCL and DataLoader workers use shared memory; the container default of 64 MiB is too small.
-        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory"}}],
+        "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
+        "volumes": [{"name": name, "emptyDir": dict(empty_dir)} for name, (_, empty_dir) in WRITABLE_VOLUMES.items()],
     }
     if ctx.settings.trainer_service_account:
         pod_spec["serviceAccountName"] = ctx.settings.trainer_service_account
