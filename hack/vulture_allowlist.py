@@ -34,7 +34,6 @@ _.server_timeout  # unused attribute (operator/dreambooth_operator/controller.py
 _.error_backoffs  # unused attribute (operator/dreambooth_operator/controller.py:75)
 on_job  # unused function (operator/dreambooth_operator/handlers.py:28)
 on_child_job  # unused function (operator/dreambooth_operator/handlers.py:35)
-on_delete  # unused function (operator/dreambooth_operator/handlers.py:40)
 model_config  # unused variable (operator/dreambooth_operator/settings.py:15)
 pytest_collection_modifyitems  # unused function (tests/conftest.py:26)
 node_stays_ready  # unused function (tests/integration/test_node_agent.py:56)

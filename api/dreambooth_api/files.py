@@ -8,7 +8,7 @@ storage, so readers parse it with a size cap and a model: a wrong file is an err
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
@@ -19,32 +19,42 @@ from .names import PRIOR_SEED_DERIVATION
 if TYPE_CHECKING:
     from .jobconfig import JobConfig
 
-# progress.json and result.json are a few hundred bytes; metadata.json lists the instance
-# photos and samples. Anything larger is not ours.
+# metadata.json lists the instance photos and samples; progress.json and result.json are far
+# smaller and have their own caps. Anything larger is not ours.
 MAX_FILE_BYTES = 1 << 20
 RESULT_PREFIX = "DREAMBOOTH_RESULT "
 SHA256 = r"^[0-9a-f]{64}$"
 ObjectUri = Annotated[str, StringConstraints(max_length=1024, pattern=OBJECT_URI)]
 # Validation prompts (at most 8) × images per prompt (at most 16).
 MAX_SAMPLES = 8 * 16
+# Steps, ranks and the like: far below what a status integer (int64) can hold.
+MAX_COUNT = 1 << 31
+MAX_SIZE = 1 << 53  # bytes; exact in a JSON number
 
 
 class FileError(ValueError):
-    """A contract file that is too large or does not parse into its model."""
+    """A contract file that does not parse into its model."""
+
+
+class FileTooLarge(FileError):
+    """A contract file over its model's size cap: refused unread."""
 
 
 class ContractFile(BaseModel):
     """camelCase JSON, unknown keys refused: a renamed key fails where it is read, not later."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              allow_inf_nan=False)
+    # The most bytes a reader takes of this file; readers of tenant storage read no more.
+    max_bytes: ClassVar[int] = MAX_FILE_BYTES
 
     def dumps(self, indent: int | None = None) -> bytes:
         return self.model_dump_json(by_alias=True, exclude_none=True, indent=indent).encode()
 
     @classmethod
-    def loads(cls, data: bytes | str, limit: int = MAX_FILE_BYTES) -> Self:
-        if len(data) > limit:
-            raise FileError(f"{cls.__name__}: {len(data)} bytes, more than the {limit} allowed")
+    def loads(cls, data: bytes | str) -> Self:
+        if len(data) > cls.max_bytes:
+            raise FileTooLarge(f"{cls.__name__}: more than the {cls.max_bytes} bytes allowed")
         try:
             return cls.model_validate_json(data)
         except ValidationError as exc:
@@ -53,11 +63,13 @@ class ContractFile(BaseModel):
 
 class Progress(ContractFile):
     """``progress.json``: written by train's rank 0 at start, each checkpoint, the end, and every
-    few seconds in between."""
+    few seconds in between. Its fields become the job's status: each is bounded."""
 
-    step: int = Field(ge=0)
-    max_steps: int = Field(ge=1)
-    world_size: int = Field(ge=1)
+    max_bytes: ClassVar[int] = 4096
+
+    step: int = Field(ge=0, le=MAX_COUNT)
+    max_steps: int = Field(ge=1, le=MAX_COUNT)
+    world_size: int = Field(ge=1, le=MAX_COUNT)
     time: float = Field(description="Unix time of the write.")
     loss: float | None = None
     instance_loss: float | None = None
@@ -65,11 +77,14 @@ class Progress(ContractFile):
     learning_rate: float | None = None
     images_per_second: float | None = Field(None, ge=0)
     steps_per_second: float | None = Field(None, ge=0)
-    last_checkpoint: str | None = None
+    last_checkpoint: str | None = Field(None, max_length=256)
 
 
 class PublishResult(ContractFile):
     """``result.json``: what publish uploaded; written last, so its presence means published."""
+
+    # Up to MAX_SAMPLES sample URIs of at most 1 KiB each, and the hyperparameters.
+    max_bytes: ClassVar[int] = 256 << 10
 
     # The ModelArtifact is made from these fields: they obey the same bounds as its spec, so a
     # wrong file is refused here (and the job fails with a named reason), not by the apiserver.
@@ -78,11 +93,11 @@ class PublishResult(ContractFile):
     metadata_uri: ObjectUri
     sample_images: list[ObjectUri] = Field([], max_length=MAX_SAMPLES)
     sha256: str = Field(pattern=SHA256)
-    size_bytes: int = Field(ge=0)
+    size_bytes: int = Field(ge=0, le=MAX_SIZE)
     base_model_revision: str | None = Field(None, max_length=128)
     hyperparameters: dict[str, Any] = {}
     metrics: dict[str, float] = Field({}, max_length=64)
-    step: int = Field(ge=0)
+    step: int = Field(ge=0, le=MAX_COUNT)
 
 
 class PriorSettings(ContractFile):

@@ -6,6 +6,8 @@ so an unchanged observation produces an unchanged status and no patch.
 
 from __future__ import annotations
 
+import datetime
+
 VALIDATED = "Validated"  # secrets, bucket and data are usable
 PRIORS_READY = "PriorsReady"
 TRAINED = "Trained"
@@ -13,12 +15,23 @@ PUBLISHED = "Published"
 SUSPENDED = "Suspended"
 COMPLETE = "Complete"
 FAILED = "Failed"
+# Set once a problem was seen: the files in the tenant's storage parse and fit their caps.
+FILES_VALID = "FilesValid"
+# Set once a problem was seen: the current child Job could create its pods.
+PODS_CREATED = "PodsCreated"
 
 # Of a ModelArtifact: its adapter's sha256 was checked in storage; Ready: usable.
 VERIFIED = "Verified"
 READY = "Ready"
 
-ORDER = (VALIDATED, PRIORS_READY, TRAINED, PUBLISHED, SUSPENDED, COMPLETE, FAILED, VERIFIED, READY)
+ORDER = (VALIDATED, PODS_CREATED, FILES_VALID, PRIORS_READY, TRAINED, PUBLISHED, SUSPENDED, COMPLETE, FAILED,
+         VERIFIED, READY)
+# A False one of these is a Warning Event when it flips.
+WARN_WHEN_FALSE = (VALIDATED, PODS_CREATED, FILES_VALID, FAILED)
+
+
+def timestamp(now: datetime.datetime) -> str:
+    return now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def find(conditions: list[dict] | None, type_: str) -> dict | None:

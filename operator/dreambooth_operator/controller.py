@@ -4,25 +4,49 @@ one reconcile path — parse, gather, plan (pure), act — run for one job at a 
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 import kubernetes
+import urllib3
 from dreambooth_api import DreamBoothJobSpec
 from dreambooth_api.names import JOB_NAME_LABEL
+from kubernetes.client.exceptions import ApiException
+from minio.error import S3Error
 
+from . import conditions as cond
 from . import metrics
 from .children import JobContext
 from .gather import gather
 from .kube import Kube
-from .observation import Observation
-from .reconcile import TERMINAL, plan
+from .observation import Observation, Problem
+from .reconcile import TERMINAL, Event, Plan, plan
 from .settings import OperatorSettings
 
 log = logging.getLogger("dreambooth_operator")
 Key = tuple[str, str]  # (namespace, name)
+# After the apiserver refused a child: retry after 15 s, 30 s, … at most 5 minutes.
+REFUSAL_BACKOFF = (15.0, 300.0)
+
+
+def refusal(kind: str, err: ApiException) -> Problem | None:
+    """A create the apiserver refused for good reason (invalid, forbidden, over quota) as a
+    Problem naming the server's message; None for what is worth retrying at once."""
+    if err.status not in (400, 403, 404, 422):
+        return None
+    message = err.body or err.reason or ""
+    try:
+        message = json.loads(message).get("message", message)
+    except (ValueError, AttributeError):
+        pass
+    if err.status == 403:
+        reason = "QuotaExceeded" if "exceeded quota" in message else "ChildForbidden"
+    else:
+        reason = "ChildRejected"
+    return Problem(reason, f"the apiserver refused to create the {kind} (HTTP {err.status}): {message}"[:4096])
 
 
 class JobLocks:
@@ -51,8 +75,10 @@ class Controller:
         self.settings = settings or OperatorSettings()
         self._kube = kube
         self.locks = JobLocks()
-        # Jobs waiting on their inputs (a Secret, a bucket) are re-checked no sooner than this.
-        self.not_before: dict[Key, datetime.datetime] = {}
+        # Jobs waiting (for a Secret, a bucket, after a refused create) are not re-checked
+        # before this time unless their generation changes.
+        self.not_before: dict[Key, tuple[datetime.datetime, int | None]] = {}
+        self.refusals: dict[Key, int] = {}  # consecutive refused creates, for the backoff
         self._stop = threading.Event()
 
     @property
@@ -66,9 +92,6 @@ class Controller:
         return self._kube
 
     def configure(self, settings: kopf.OperatorSettings) -> None:
-        # The CRD schema is structural: kopf keeps its bookkeeping in annotations, not status.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="dreambooth.dev")
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="dreambooth.dev")
         settings.posting.level = logging.WARNING  # only warnings become Events from log lines
         settings.execution.max_workers = self.settings.max_concurrent_reconciles
         settings.watching.server_timeout = 300
@@ -90,7 +113,8 @@ class Controller:
 
     def reconcile_key(self, key: Key, uid: str, *, timer: bool = False) -> None:
         now = datetime.datetime.now(datetime.UTC)
-        if timer and now < self.not_before.get(key, now):
+        waiting = self.not_before.get(key)
+        if timer and waiting and now < waiting[0]:
             return  # backing off: a job waiting for its inputs is not re-checked every tick
         with self.locks(key):
             # Each pass reads the job as it is now (once): the event that triggered it may
@@ -98,6 +122,8 @@ class Controller:
             body = self.kube.dreambooth_job(*key)
             if body is None or body["metadata"]["uid"] != uid or body["metadata"].get("deletionTimestamp"):
                 return
+            if waiting and now < waiting[0] and body["metadata"].get("generation") == waiting[1]:
+                return  # nor on an event, unless the spec changed
             metrics.RECONCILES.labels(key[0]).inc()
             try:
                 self._pass(body, now)
@@ -108,6 +134,7 @@ class Controller:
     def forget(self, body) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         self.not_before.pop(key, None)
+        self.refusals.pop(key, None)
         self.locks.forget(key)
         metrics.PHASES.forget(*key)
 
@@ -124,11 +151,11 @@ class Controller:
         decision = plan(ctx, status, meta.get("generation"), observed)
         for kind, child in decision.delete:
             api.delete(kind, key[0], child)
-        for obj in decision.create:
-            if obj["kind"] != "ModelArtifact":  # an artifact outlives its job: not owned
-                kopf.adopt(obj, owner=dict(body))
-            api.create(obj)
-            metrics.CHILDREN_CREATED.labels(key[0], obj["kind"]).inc()
+        refused = self._create(body, decision.create)
+        if refused is not None:
+            self._refused(key, decision, refused, meta.get("generation"), now)
+        else:
+            self.refusals.pop(key, None)
         if decision.artifact_status is not None:
             api.patch_artifact_status(key[0], decision.artifact_status[0], decision.artifact_status[1])
         clean = {k: v for k, v in decision.status.items() if v is not None}
@@ -142,9 +169,38 @@ class Controller:
             api.delete("DreamBoothJob", *key)
             return
         if decision.requeue_after is not None:
-            self.not_before[key] = now + datetime.timedelta(seconds=decision.requeue_after)
+            self.not_before[key] = (now + datetime.timedelta(seconds=decision.requeue_after), meta.get("generation"))
         else:
             self.not_before.pop(key, None)
+
+    def _create(self, body: dict, objects: list[dict]) -> Problem | None:
+        """Create the plan's children in order; stop at the first the apiserver refuses."""
+        for obj in objects:
+            if obj["kind"] != "ModelArtifact":  # an artifact outlives its job: not owned
+                kopf.adopt(obj, owner=dict(body))
+            try:
+                self.kube.create(obj)
+            except ApiException as err:
+                if (problem := refusal(f"{obj['kind']} {obj['metadata']['name']}", err)) is None:
+                    raise
+                metrics.CHILDREN_REFUSED.labels(body["metadata"]["namespace"], obj["kind"]).inc()
+                return problem
+            metrics.CHILDREN_CREATED.labels(body["metadata"]["namespace"], obj["kind"]).inc()
+        return None
+
+    def _refused(self, key: Key, decision: Plan, problem: Problem, generation: int | None,
+                 now: datetime.datetime) -> None:
+        """Validated=False with the server's message (one Event when it flips) and a growing
+        backoff: the same spec is refused again, so it is not retried hot."""
+        status = decision.status
+        before = cond.find(status.get("conditions"), cond.VALIDATED)
+        status["conditions"] = cond.set_condition(status.get("conditions"), cond.VALIDATED, False, problem.reason,
+                                                  problem.message, cond.timestamp(now), generation)
+        if before is None or before["status"] == "True":
+            decision.events.append(Event("Warning", problem.reason, problem.message))
+        count = self.refusals[key] = self.refusals.get(key, 0) + 1
+        first, cap = REFUSAL_BACKOFF
+        decision.requeue_after = min(cap, first * 2 ** (count - 1))
 
     # -- resync ------------------------------------------------------------------------------
 
@@ -175,7 +231,19 @@ class Controller:
     def _resync_one(self, body: dict) -> None:
         if body["metadata"].get("deletionTimestamp"):
             return
+        where = f'{body["metadata"]["namespace"]}/{body["metadata"]["name"]}'
         try:
             self.reconcile(body, timer=True)
+        except (ApiException, S3Error, urllib3.exceptions.HTTPError, OSError) as err:
+            # A server briefly away or refusing: one line per pass, not a traceback each tick.
+            log.warning("reconcile of %s failed: %s", where, _brief(err))
         except Exception:
-            log.exception("reconcile of %s/%s failed", body["metadata"]["namespace"], body["metadata"]["name"])
+            log.exception("reconcile of %s failed", where)
+
+
+def _brief(err: Exception) -> str:
+    if isinstance(err, ApiException):
+        return f"apiserver {err.status} {err.reason}"
+    if isinstance(err, S3Error):
+        return f"storage {err.code}"
+    return f"{type(err).__name__}: {str(err)[:200]}"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from dreambooth_api.files import Progress, PublishResult
+from dreambooth_api.files import FileError, FileTooLarge, Progress, PublishResult
 from dreambooth_api.names import (
     COMPONENT_LABEL,
     EXIT_INVALID_INPUT,
+    METADATA_FILE,
     TRAIN,
+    WEIGHT_NAME,
     priors_job_name,
     publish_job_name,
     rendezvous_service_name,
@@ -21,7 +23,11 @@ from . import conditions as cond
 from .children import JobContext
 from .kube import Kube
 from .observation import ArtifactState, ChildJob, Observation, Problem
-from .storage import Storage
+from .storage import File, Storage
+
+# A LoRA adapter is megabytes; an SDXL one at rank 256 under 2 GiB. The operator hashes it once
+# before recording it, and does not stream more than this from a tenant's storage.
+MAX_ADAPTER_BYTES = 4 << 30
 
 
 def gather(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime) -> Observation:
@@ -49,15 +55,50 @@ def gather(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime) ->
     layout, spec = ctx.layout, ctx.spec
     if spec.prior and spec.prior.enabled:
         obs["priors_ready"] = storage.count_priors(layout.bucket, layout.priors_key)
-    obs["progress"] = storage.read(layout.bucket, layout.progress_key, Progress)
-    obs["result"] = result = storage.read(layout.bucket, layout.result_key, PublishResult)
+    bad: list[Problem] = []
+    obs["progress"] = _read(storage, layout.bucket, layout.progress_key, Progress, bad)
+    published = obs["publish_job"] is not None and obs["publish_job"].finished == "Complete"
+    # result.json is the publish Job's last word: read once that Job completed, not before.
+    result = _read(storage, layout.bucket, layout.result_key, PublishResult, bad) if published else None
+    if result is not None and (outside := foreign_uri(ctx, result)):
+        bad.append(Problem("ResultOutsideArtifact", f"{layout.uri(layout.result_key)} names {outside}, "
+                           f"outside the artifact's own {artifact_dir(ctx, result)}/"))
+        result = None
+    obs["result"], obs["bad_files"] = result, tuple(bad)
     if existing is not None:
         phase = (existing.get("status") or {}).get("phase")
         obs["artifact"] = ArtifactState((existing["spec"].get("sourceJob") or {}).get("uid"), phase)
     if result is not None and (existing is None or obs["artifact"].phase != "Ready"):
-        # Verified once, before the artifact is marked Ready; a Ready artifact is not re-read.
-        obs["adapter_sha256"] = storage.sha256(result.adapter_uri)
+        # Verified before the artifact is recorded (and until it is Ready), never re-read after.
+        obs["adapter"] = storage.stored_object(result.adapter_uri, MAX_ADAPTER_BYTES)
     return Observation(**obs)
+
+
+def _read(storage: Storage, bucket: str, key: str, model: type[File], bad: list[Problem]) -> File | None:
+    """A contract file from the tenant's storage, or None; a wrong one is noted in ``bad``."""
+    try:
+        return storage.read(bucket, key, model)
+    except FileTooLarge as err:
+        bad.append(Problem(f"{model.__name__}TooLarge", f"s3://{bucket}/{key}: {err}"))
+    except FileError as err:
+        bad.append(Problem(f"{model.__name__}Malformed", f"s3://{bucket}/{key}: {str(err)[:600]}"))
+    return None
+
+
+def artifact_dir(ctx: JobContext, result: PublishResult) -> str:
+    """Where publish stores an adapter: under the artifact's prefix, in a folder named by its sha256."""
+    return ctx.layout.uri(ctx.layout.artifacts_key(ctx.artifact)) + result.sha256
+
+
+def foreign_uri(ctx: JobContext, result: PublishResult) -> str | None:
+    """The first URI in ``result`` that is not where publish puts it, or None."""
+    folder = artifact_dir(ctx, result)
+    expected = ((result.artifact_uri, folder), (result.adapter_uri, f"{folder}/{WEIGHT_NAME}"),
+                (result.metadata_uri, f"{folder}/{METADATA_FILE}"))
+    for uri, want in expected:
+        if uri != want:
+            return uri
+    return next((uri for uri in result.sample_images if not uri.startswith(f"{folder}/") or ".." in uri), None)
 
 
 def _child(kube: Kube, ctx: JobContext, obj: dict | None) -> ChildJob | None:
@@ -68,6 +109,9 @@ def _child(kube: Kube, ctx: JobContext, obj: dict | None) -> ChildJob | None:
     if child is not None and child.input_rejected:
         report = kube.failure_report(ctx.namespace, child.name, EXIT_INVALID_INPUT)
         child = dataclasses.replace(child, report=report)
+    if child is not None and child.waiting_for_pods:
+        # Pods refused by admission (Pod Security, quota, a webhook) are only told as Events.
+        child = dataclasses.replace(child, create_failure=kube.failed_create(ctx.namespace, child.name))
     return child
 
 

@@ -10,8 +10,6 @@ from .controller import Controller
 
 CONTROLLER = Controller()
 JOBS = (GROUP, VERSION, DREAMBOOTHJOBS)
-# A failed pass (API or storage hiccup) is retried soon, not after kopf's default minute.
-RETRY_BACKOFF = 5
 
 
 @kopf.on.startup()
@@ -25,11 +23,15 @@ def stop(**_) -> None:
     CONTROLLER.stop_resync()
 
 
-@kopf.on.resume(*JOBS, backoff=RETRY_BACKOFF)
-@kopf.on.create(*JOBS, backoff=RETRY_BACKOFF)
-@kopf.on.update(*JOBS, field="spec", backoff=RETRY_BACKOFF)
-def on_job(body, **_) -> None:
-    CONTROLLER.reconcile(body)
+# Watch events only, no change-detecting handlers: kopf then keeps no bookkeeping in the job's
+# annotations (a copy of the spec and the user's annotations there could overflow the 256 KiB
+# limit) and adds no finalizer. The passes are level-based; a failed one is retried by the resync.
+@kopf.on.event(*JOBS)
+def on_job(event, body, **_) -> None:
+    if event["type"] == "DELETED":
+        CONTROLLER.forget(body)
+    elif wants_pass(event["type"], body):
+        CONTROLLER.reconcile(body)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={JOB_NAME_LABEL: kopf.PRESENT})
@@ -37,6 +39,8 @@ def on_child_job(body, **_) -> None:
     CONTROLLER.reconcile_owner(body)
 
 
-@kopf.on.delete(*JOBS, optional=True)
-def on_delete(body, **_) -> None:
-    CONTROLLER.forget(body)
+def wants_pass(event_type: str | None, body) -> bool:
+    """A job seen for the first time (listing at start, or created), or whose spec changed; not
+    the echo of a status patch, which would only repeat the pass that made it."""
+    status = body.get("status") or {}
+    return event_type in (None, "ADDED") or body["metadata"].get("generation") != status.get("observedGeneration")

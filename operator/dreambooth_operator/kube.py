@@ -57,6 +57,14 @@ class Kube:
                     return PhaseReport.find(ended.message or "")
         return None
 
+    def failed_create(self, namespace: str, job_name: str) -> str:
+        """The message of the latest FailedCreate Event of a Job (its pods refused), or ""."""
+        events = self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.kind=Job,involvedObject.name={job_name},reason=FailedCreate")
+        latest = max(events.items, default=None,
+                     key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+        return (latest.message or "FailedCreate")[:1024] if latest else ""
+
     def child_jobs(self, namespace: str, job_name: str) -> list[dict]:
         items = self.batch.list_namespaced_job(namespace, label_selector=f"{JOB_NAME_LABEL}={job_name}").items
         return [self._plain(i) for i in items]

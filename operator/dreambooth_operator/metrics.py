@@ -17,6 +17,9 @@ RECONCILE_ERRORS = Counter("dreambooth_operator_reconcile_errors_total", "Reconc
 RECONCILES = Counter("dreambooth_operator_reconciles_total", "Reconcile passes.", ["namespace"])
 CHILDREN_CREATED = Counter("dreambooth_operator_children_created_total", "Child objects created.",
                            ["namespace", "kind"])
+CHILDREN_REFUSED = Counter("dreambooth_operator_children_refused_total",
+                           "Child objects the apiserver refused to create (invalid, forbidden, over quota).",
+                           ["namespace", "kind"])
 
 
 class PhaseTracker:

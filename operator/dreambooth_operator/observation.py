@@ -22,10 +22,19 @@ class ChildJob:
     reason: str = ""
     # The trainer's own report when a FailJob rule (invalid input) ended the Job.
     report: PhaseReport | None = None
+    pods: int = 0  # pods it has created (active, succeeded or failed)
+    suspended: bool = False
+    # Why it could not create a pod (its latest FailedCreate Event), while it has none.
+    create_failure: str = ""
 
     @property
     def input_rejected(self) -> bool:
         return self.finished == "Failed" and self.reason == POD_FAILURE_POLICY
+
+    @property
+    def waiting_for_pods(self) -> bool:
+        """Running, not held by a queue, and not one pod created yet."""
+        return self.finished is None and not self.suspended and self.pods == 0
 
     @classmethod
     def from_object(cls, obj: dict | None) -> ChildJob | None:
@@ -37,7 +46,9 @@ class ChildJob:
             if condition.get("status") == "True" and condition["type"] in ("Complete", "Failed"):
                 finished, reason = condition["type"], condition.get("reason") or ""
                 message = condition.get("message") or reason
-        return cls(name=obj["metadata"]["name"], finished=finished, message=message, reason=reason)
+        pods = sum(status.get(k) or 0 for k in ("active", "succeeded", "failed"))
+        return cls(name=obj["metadata"]["name"], finished=finished, message=message, reason=reason, pods=pods,
+                   suspended=bool((obj.get("spec") or {}).get("suspend")))
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,9 @@ class Observation:
     artifact: ArtifactState | None = None
     priors_ready: int = 0
     progress: Progress | None = None
-    result: PublishResult | None = None
-    # sha256 of the published adapter as stored (read until the artifact is Ready); "" if missing.
-    adapter_sha256: str | None = None
+    result: PublishResult | None = None  # read only once the publish Job completed
+    # Files in the tenant's storage that are too large or malformed (and so were not used).
+    bad_files: tuple[Problem, ...] = ()
+    # The published adapter as stored, read until its artifact is Ready; None if missing.
+    adapter: StoredObject | None = None
     stale_children: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (kind, name)

@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 from . import children
 from . import conditions as cond
 from .children import JobContext
-from .observation import ChildJob, Observation, StoredObject
+from .observation import ChildJob, Observation
 
 PENDING, PRIORS, TRAINING, PUBLISHING = "Pending", "GeneratingPriors", "Training", "Publishing"
 SUCCEEDED, FAILED, SUSPENDED = "Succeeded", "Failed", "Suspended"
 TERMINAL = (SUCCEEDED, FAILED)
 WAIT_FOR_INPUT_SECONDS = 30.0  # re-check a spec that waits for a Secret or bucket
+# Reasons of Validated=False set when the apiserver refused to create a child (Controller).
+CHILD_REFUSED = ("ChildRejected", "ChildForbidden", "QuotaExceeded")
+MAX_ETA_SECONDS = 10**9  # a status integer; steps_per_second comes from a tenant-written file
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,6 @@ class Plan:
     artifact_status: tuple[str, dict] | None = None  # (ModelArtifact name, its new status)
 
 
-def _timestamp(now: datetime.datetime) -> str:
-    return now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _parse(ts: str) -> datetime.datetime:
     return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
 
@@ -56,7 +55,7 @@ class _Pass:
         self.old = status or {}
         self.status = {k: v for k, v in self.old.items()}
         self.status["observedGeneration"] = generation
-        self.now = _timestamp(obs.now)
+        self.now = cond.timestamp(obs.now)
         self.plan = Plan(status=self.status)
 
     def condition(self, type_: str, ok: bool, reason: str, message: str) -> None:
@@ -64,7 +63,7 @@ class _Pass:
         self.status["conditions"] = cond.set_condition(
             self.status.get("conditions"), type_, ok, reason, message, self.now, self.generation)
         flipped = before is None or before["status"] != ("True" if ok else "False")
-        if flipped and not ok and type_ in (cond.VALIDATED, cond.FAILED):
+        if flipped and not ok and type_ in cond.WARN_WHEN_FALSE:
             self.plan.events.append(Event("Warning", reason, message))
 
     def phase(self, phase: str, message: str) -> None:
@@ -110,8 +109,11 @@ def plan(ctx: JobContext, status: dict | None, generation: int | None, obs: Obse
         p.phase(p.status.get("phase") or PENDING, first.message)
         p.plan.requeue_after = WAIT_FOR_INPUT_SECONDS
         return p.plan
-    p.condition(cond.VALIDATED, True, "InputsReady", "secrets, bucket and instance data are usable")
+    refused = _refused(p)
+    if not refused:
+        p.condition(cond.VALIDATED, True, "InputsReady", "secrets, bucket and instance data are usable")
     p.status.setdefault("startTime", p.now)
+    _files(p)
 
     deadline = spec.active_deadline_seconds
     if deadline and (obs.now - _parse(p.status["startTime"])).total_seconds() > deadline:
@@ -126,11 +128,49 @@ def plan(ctx: JobContext, status: dict | None, generation: int | None, obs: Obse
         p.condition(cond.SUSPENDED, False, "Resumed", "spec.suspend is false")
 
     _progress(p)
-    if not _priors(p):
-        return p.plan
-    if not _training(p):
-        return p.plan
-    return _publishing(p)
+    if _priors(p) and _training(p):
+        _publishing(p)
+    if refused and not p.plan.create and p.status.get("phase") != FAILED:
+        # What the apiserver refused exists now (or is no longer wanted).
+        p.condition(cond.VALIDATED, True, "InputsReady", "the refused child was created")
+    if p.status.get("phase") != FAILED:
+        _pods_created(p)
+    return p.plan
+
+
+def _refused(p: _Pass) -> bool:
+    """A child create this generation was refused (by the Controller): keep saying so."""
+    validated = cond.find(p.status.get("conditions"), cond.VALIDATED)
+    return bool(validated and validated["status"] == "False" and validated["reason"] in CHILD_REFUSED
+                and validated.get("observedGeneration") == p.generation)
+
+
+def _files(p: _Pass) -> None:
+    """Files in the tenant's storage that are too large or malformed: said once, then ignored."""
+    bad = p.obs.bad_files
+    if bad:
+        p.condition(cond.FILES_VALID, False, bad[0].reason, "; ".join(b.message for b in bad)[:4096])
+    elif cond.find(p.status.get("conditions"), cond.FILES_VALID):
+        p.condition(cond.FILES_VALID, True, "FilesValid", "the job's files in storage parse")
+
+
+def _pods_created(p: _Pass) -> None:
+    """A running child Job that cannot create pods (admission, quota, Pod Security) is said at
+    once and fails the job after pod_creation_timeout_seconds."""
+    stuck = next((j for j in (p.obs.priors_job, p.obs.train_job, p.obs.publish_job)
+                  if j and j.waiting_for_pods and j.create_failure), None)
+    if stuck is None:
+        if cond.find(p.status.get("conditions"), cond.PODS_CREATED):
+            p.condition(cond.PODS_CREATED, True, "PodsCreated", "the current Job created its pods")
+        return
+    message = f"Job {stuck.name} cannot create its pods: {stuck.create_failure}"
+    p.condition(cond.PODS_CREATED, False, "FailedCreate", message)
+    since = _parse(cond.find(p.status["conditions"], cond.PODS_CREATED)["lastTransitionTime"])
+    timeout = p.ctx.settings.pod_creation_timeout_seconds
+    if (p.obs.now - since).total_seconds() >= timeout:
+        p.fail("PodsNotCreated", f"{message} (for {timeout:.0f}s)")
+    else:
+        p.plan.requeue_after = min(p.plan.requeue_after or timeout, timeout)
 
 
 def _progress(p: _Pass) -> None:
@@ -148,7 +188,8 @@ def _progress(p: _Pass) -> None:
             if value is not None:
                 training[key] = value
         if progress.steps_per_second:
-            training["etaSeconds"] = int((spec.training.max_steps - training["step"]) / progress.steps_per_second)
+            eta = (spec.training.max_steps - training["step"]) / progress.steps_per_second
+            training["etaSeconds"] = int(min(eta, MAX_ETA_SECONDS))
     if cond.is_true(p.status.get("conditions"), cond.TRAINED):
         training["step"], training["etaSeconds"] = spec.training.max_steps, 0
     p.status["training"] = training
@@ -225,16 +266,20 @@ def _publishing(p: _Pass) -> Plan:
         if job and job.finished == "Failed":
             return p.fail("PublishFailed", f"publishing failed: {job.message}")
         if job and job.finished == "Complete":
+            bad = next((b for b in obs.bad_files if not b.reason.startswith("Progress")), None)
+            if bad is not None:
+                return p.fail(bad.reason, f"publish Job succeeded but its result is not usable: {bad.message}")
             return p.fail("PublishResultMissing", "publish Job succeeded but wrote no result")
         p.ensure(job is not None, children.build_publish_job(p.ctx))
         p.phase(PUBLISHING, f"publishing the adapter as ModelArtifact {name}")
         return p.plan
     artifact = obs.artifact
-    p.ensure(artifact is not None, children.build_model_artifact(p.ctx, obs.result, StoredObject(obs.result.sha256, obs.result.size_bytes)))
-    p.status["artifact"] = name
     if artifact is None or artifact.phase != "Ready":
-        if not _verify_artifact(p, name):
+        # Recorded only as read from storage: a forged result.json does not become an artifact.
+        if not _verify_adapter(p, name, exists=artifact is not None):
             return p.plan
+        p.ensure(artifact is not None, children.build_model_artifact(p.ctx, obs.result, obs.adapter))
+    p.status["artifact"] = name
     p.condition(cond.PUBLISHED, True, "ArtifactPublished", f"ModelArtifact {name} at {obs.result.adapter_uri}")
     p.condition(cond.COMPLETE, True, "Succeeded", f"adapter published as ModelArtifact {name}")
     p.status.setdefault("completionTime", p.now)
@@ -242,21 +287,27 @@ def _publishing(p: _Pass) -> Plan:
     return p.plan
 
 
-def _verify_artifact(p: _Pass, name: str) -> bool:
-    """Ready only when the stored adapter has the sha256 the publisher reported."""
-    result, stored = p.obs.result, p.obs.adapter_sha256
-    if stored == result.sha256:
-        verified = (True, "Sha256Verified", f"{result.adapter_uri} has sha256 {result.sha256}")
-    elif not stored:
-        verified = (False, "AdapterMissing", f"{result.adapter_uri} is not in storage")
+def _verify_adapter(p: _Pass, name: str, exists: bool) -> bool:
+    """The stored adapter is what publish reported: same sha256 and size. Its ModelArtifact is
+    created (or marked Ready) only then; otherwise the job fails and none is made Ready."""
+    result, stored = p.obs.result, p.obs.adapter
+    uri = result.adapter_uri
+    if stored is None:
+        ok, reason, message = False, "AdapterMissing", f"{uri} is not in storage"
+    elif not stored.sha256:
+        ok, reason, message = False, "AdapterTooLarge", f"{uri} is {stored.size} bytes, over the operator's limit"
+    elif stored.sha256 != result.sha256:
+        ok, reason, message = False, "Sha256Mismatch", f"{uri} has sha256 {stored.sha256}, not {result.sha256}"
+    elif stored.size != result.size_bytes:
+        ok, reason, message = False, "SizeMismatch", f"{uri} is {stored.size} bytes, not {result.size_bytes}"
     else:
-        verified = (False, "Sha256Mismatch", f"{result.adapter_uri} has sha256 {stored}, not {result.sha256}")
-    ok, reason, message = verified
-    conditions = cond.set_condition(None, cond.VERIFIED, ok, reason, message, p.now)
-    conditions = cond.set_condition(conditions, cond.READY, ok, reason, message, p.now)
-    p.plan.artifact_status = (name, {"phase": "Ready" if ok else "Failed", "conditions": conditions})
+        ok, reason, message = True, "Sha256Verified", f"{uri} has sha256 {stored.sha256} ({stored.size} bytes)"
+    if ok or exists:
+        conditions = cond.set_condition(None, cond.VERIFIED, ok, reason, message, p.now)
+        conditions = cond.set_condition(conditions, cond.READY, ok, reason, message, p.now)
+        p.plan.artifact_status = (name, {"phase": "Ready" if ok else "Failed", "conditions": conditions})
     if not ok:
-        p.fail("ArtifactVerificationFailed", f"ModelArtifact {name}: {message}")
+        p.fail("ArtifactVerificationFailed", f"ModelArtifact {name} not recorded: {message}")
     return ok
 
 

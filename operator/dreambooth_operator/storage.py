@@ -7,19 +7,17 @@ sees exactly what the job's pods will see. Credentials stay in memory; they are 
 from __future__ import annotations
 
 import hashlib
-import logging
 from typing import TypeVar
 
 import urllib3
-from dreambooth_api.files import MAX_FILE_BYTES, ContractFile, FileError
+from dreambooth_api.files import ContractFile
 from dreambooth_api.names import IMAGE_SUFFIXES, PRIOR_IMAGE_PREFIX, S3_DENIED, S3_NOT_FOUND, is_image
 from dreambooth_api.s3 import Credentials, split_s3
 from minio import Minio
 from minio.error import S3Error
 
-from .observation import Problem
+from .observation import Problem, StoredObject
 
-log = logging.getLogger(__name__)
 File = TypeVar("File", bound=ContractFile)
 # Fail fast on an unreachable endpoint: the reconcile pass must not hang on storage.
 _HTTP = urllib3.PoolManager(timeout=urllib3.Timeout(connect=3, read=10),
@@ -79,8 +77,9 @@ class Storage:
                    if o.object_name.rsplit("/", 1)[-1].startswith(PRIOR_IMAGE_PREFIX) and is_image(o.object_name))
 
     def read(self, bucket: str, key: str, model: type[File]) -> File | None:
-        """A contract file parsed into ``model``; None while absent. Read with a size cap: the
-        file lives in the tenant's storage, so a wrong one is logged and treated as absent."""
+        """A contract file parsed into ``model``; None while absent; FileError when too large or
+        malformed. The file lives in the tenant's storage: at most ``model.max_bytes`` + 1 bytes
+        are read, so memory stays flat whatever was put there."""
         try:
             response = self.client.get_object(bucket, key)
         except S3Error as err:
@@ -88,31 +87,34 @@ class Storage:
                 return None
             raise
         try:
-            return model.loads(response.read(MAX_FILE_BYTES + 1))
-        except FileError as err:
-            log.warning("s3://%s/%s is not a valid %s: %s", bucket, key, model.__name__, str(err)[:300])
-            return None
+            data = response.read(model.max_bytes + 1)
         finally:
-            response.close()
+            response.close()  # closes the connection: the rest of the body is never read
             response.release_conn()
+        return model.loads(data)
 
-    def sha256(self, uri: str) -> str:
-        """The sha256 of an object, streamed; "" when it does not exist."""
+    def stored_object(self, uri: str, max_size: int) -> StoredObject | None:
+        """An object's size and sha256, streamed; None when it does not exist. One over
+        ``max_size`` is not read (its sha256 is left empty)."""
         bucket, key = split_s3(uri)
         try:
+            size = self.client.stat_object(bucket, key).size
+            if size > max_size:
+                return StoredObject(sha256="", size=size)
             response = self.client.get_object(bucket, key)
         except S3Error as err:
             if err.code in S3_NOT_FOUND:
-                return ""
+                return None
             raise
-        digest = hashlib.sha256()
+        digest, read = hashlib.sha256(), 0
         try:
             for chunk in response.stream(1 << 20):
                 digest.update(chunk)
+                read += len(chunk)
         finally:
             response.close()
             response.release_conn()
-        return digest.hexdigest()
+        return StoredObject(sha256=digest.hexdigest(), size=read)
 
 
 def _s3_problem(err: S3Error, what: str) -> Problem:

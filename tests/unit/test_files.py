@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from dreambooth_api.files import MAX_FILE_BYTES, FileError, PhaseReport, Progress, PublishResult
+from dreambooth_api.files import FileError, FileTooLarge, PhaseReport, Progress, PublishResult
 
 RESULT = {"artifactUri": "s3://bkt/a/", "adapterUri": "s3://bkt/a/w.safetensors", "metadataUri": "s3://bkt/a/m.json",
           "sha256": "a" * 64, "sizeBytes": 1, "step": 1}
@@ -30,8 +30,19 @@ def test_a_result_the_artifact_could_not_hold_is_refused(change):
 
 
 def test_an_oversized_file_is_refused_before_parsing():
-    with pytest.raises(FileError, match="more than"):
-        Progress.loads(b" " * (MAX_FILE_BYTES + 1))
+    with pytest.raises(FileTooLarge, match="more than"):
+        Progress.loads(b" " * (Progress.max_bytes + 1))
+
+
+@pytest.mark.parametrize("change", [
+    {"step": "abc"}, {"loss": "low"}, {"loss": float("nan")}, {"step": 1 << 40},
+    {"lastCheckpoint": "x" * 300}, {"worldSize": 0},
+])
+def test_progress_that_could_not_become_a_status_is_refused(change):
+    valid = {"step": 1, "maxSteps": 10, "worldSize": 1, "time": 0.0}
+    Progress.loads(json.dumps(valid))
+    with pytest.raises(FileError):
+        Progress.loads(json.dumps({**valid, **change}))
 
 
 @pytest.mark.parametrize("reason, found", [("InvalidConfig", True), ("bad reason!", False), ("x" * 200, False)])

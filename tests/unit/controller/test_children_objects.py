@@ -35,7 +35,8 @@ BUILDERS = {
     "train-job": lambda ctx: children.build_training_job(ctx, 1),
     "publish-job": lambda ctx: children.build_publish_job(ctx),
     "rendezvous-service": lambda ctx: children.build_rendezvous_service(ctx),
-    "model-artifact": lambda ctx: children.build_model_artifact(ctx, RESULT, StoredObject(RESULT.sha256, RESULT.size_bytes)),
+    "model-artifact": lambda ctx: children.build_model_artifact(
+        ctx, RESULT, StoredObject(RESULT.sha256, RESULT.size_bytes)),
 }
 
 

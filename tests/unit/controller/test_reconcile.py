@@ -51,12 +51,30 @@ CASES = [
     ("artifact already Ready: success without re-reading", MakeJob().no_prior(), TRAINED,
      Observe().publish_job("Complete").result(stored_sha256=None).artifact("Ready"), "Succeeded", [], [],
      ("Published", ("True", "ArtifactPublished"))),
-    ("stored adapter differs from the result", MakeJob().no_prior(), TRAINED,
+    ("stored adapter differs from the result: no artifact", MakeJob().no_prior(), TRAINED,
+     Observe().publish_job("Complete").result(stored_sha256="d" * 64), "Failed", [], [],
+     ("Failed", ("True", "ArtifactVerificationFailed"))),
+    ("stored adapter differs from an unverified artifact", MakeJob().no_prior(), TRAINED,
      Observe().publish_job("Complete").result(stored_sha256="d" * 64).artifact(), "Failed", [], [],
      ("Failed", ("True", "ArtifactVerificationFailed"))),
-    ("adapter missing from storage", MakeJob().no_prior(), TRAINED,
-     Observe().publish_job("Complete").result(stored_sha256=""), "Failed", ["cloody-lora"], [],
+    ("stored adapter has another size: no artifact", MakeJob().no_prior(), TRAINED,
+     Observe().publish_job("Complete").result(stored_size=10), "Failed", [], [],
      ("Failed", ("True", "ArtifactVerificationFailed"))),
+    ("adapter missing from storage: no artifact", MakeJob().no_prior(), TRAINED,
+     Observe().publish_job("Complete").result(stored_sha256=None), "Failed", [], [],
+     ("Failed", ("True", "ArtifactVerificationFailed"))),
+    ("adapter over the size cap: not read, no artifact", MakeJob().no_prior(), TRAINED,
+     Observe().publish_job("Complete").result(stored_sha256=""), "Failed", [], [],
+     ("Failed", ("True", "ArtifactVerificationFailed"))),
+    ("publish done, its result malformed", MakeJob().no_prior(), TRAINED,
+     Observe().publish_job("Complete").bad_file("PublishResultMalformed"), "Failed", [], [],
+     ("Failed", ("True", "PublishResultMalformed"))),
+    ("malformed progress: said, training goes on", MakeJob().no_prior(), STARTED,
+     Observe().train_job(0).bad_file("ProgressMalformed"), "Training", [], [],
+     ("FilesValid", ("False", "ProgressMalformed"))),
+    ("a Job that cannot create pods is said", MakeJob().no_prior(), STARTED,
+     Observe().train_job(0, create_failure="pods forbidden: violates PodSecurity"), "Training", [], [],
+     ("PodsCreated", ("False", "FailedCreate"))),
     ("prior refused its input: fail at once", MakeJob(), STARTED, Observe().rejected("prior", "InvalidData"),
      "Failed", [], [], ("Failed", ("True", "InvalidData"))),
     ("training refused its input: no next attempt", MakeJob().no_prior(), STARTED, Observe().rejected("train"),
@@ -164,3 +182,37 @@ def test_artifact_is_not_owned_and_records_lineage():
     assert artifact["spec"]["sourceJob"] == {"name": "cloody", "uid": "uid-1"}
     assert artifact["spec"]["prompts"] == {"instance": "a photo of sks cat", "class": "a photo of a cat"}
     assert artifact["spec"]["metrics"] == {"loss": 0.1}
+    assert (artifact["spec"]["sha256"], artifact["spec"]["sizeBytes"]) == ("c" * 64, 9)  # as stored
+
+
+def test_a_job_whose_pods_are_refused_fails_after_the_timeout():
+    job, observe = MakeJob().no_prior(), Observe().train_job(0, create_failure="exceeded quota")
+    first = plan(job.ctx(), STARTED, 1, observe.obj())
+    assert [e.reason for e in first.events] == ["Training", "FailedCreate"]
+    timeout = job.ctx().settings.pod_creation_timeout_seconds
+    assert 0 < first.requeue_after <= timeout
+    later = Observe(NOW + datetime.timedelta(seconds=timeout)).train_job(0, create_failure="exceeded quota")
+    decision = plan(job.ctx(), first.status, 1, later.obj())
+    assert conditions(decision.status)["Failed"] == ("True", "PodsNotCreated")
+    assert "exceeded quota" in decision.status["conditions"][-1]["message"]
+    assert [e.reason for e in decision.events] == ["Failed"], "FailedCreate was said once, at first"
+
+
+def test_pods_created_at_last_clear_the_condition():
+    first = plan(MakeJob().no_prior().ctx(), STARTED, 1, Observe().train_job(0, create_failure="quota").obj())
+    decision = plan(MakeJob().no_prior().ctx(), first.status, 1, Observe().train_job(0, pods=2).obj())
+    assert conditions(decision.status)["PodsCreated"] == ("True", "PodsCreated")
+
+
+def test_a_refused_child_stays_said_until_it_exists():
+    refused = {**STARTED, "conditions": [{"type": "Validated", "status": "False", "reason": "ChildRejected",
+                                          "message": "422", "lastTransitionTime": "2026-11-26T11:00:00Z",
+                                          "observedGeneration": 1}]}
+    again = plan(MakeJob().no_prior().ctx(), refused, 1, Observe().obj())
+    assert conditions(again.status)["Validated"] == ("False", "ChildRejected")
+    assert kinds(again.create) == ["cloody-train-0", "cloody-train"] and not [
+        e for e in again.events if e.type == "Warning"]
+    created = plan(MakeJob().no_prior().ctx(), refused, 1, Observe().train_job(0).obj())
+    assert conditions(created.status)["Validated"] == ("True", "InputsReady")
+    respec = plan(MakeJob().no_prior().ctx(), refused, 2, Observe().obj())
+    assert conditions(respec.status)["Validated"] == ("True", "InputsReady"), "a new spec is tried afresh"

@@ -8,7 +8,14 @@ import datetime
 from dreambooth_api import DreamBoothJobSpec
 from dreambooth_api.files import PhaseReport, Progress, PublishResult
 from dreambooth_operator.children import JobContext
-from dreambooth_operator.observation import POD_FAILURE_POLICY, ArtifactState, ChildJob, Observation, Problem
+from dreambooth_operator.observation import (
+    POD_FAILURE_POLICY,
+    ArtifactState,
+    ChildJob,
+    Observation,
+    Problem,
+    StoredObject,
+)
 from dreambooth_operator.settings import OperatorSettings
 
 NOW = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
@@ -84,12 +91,16 @@ class Observe:
         self.values["progress"] = Progress(**{"step": 0, "max_steps": 10, "world_size": 2, "time": 0.0, **progress})
         return self
 
-    def result(self, stored_sha256: str | None = "c" * 64, **extra) -> Observe:
-        """publish's result.json, and the sha256 of the adapter as storage has it."""
+    def result(self, stored_sha256: str | None = "c" * 64, stored_size: int = 9, **extra) -> Observe:
+        """publish's result.json, and the adapter as storage has it (None: not there)."""
         self.values["result"] = PublishResult(**{
             "artifact_uri": "s3://bkt/a/", "adapter_uri": "s3://bkt/a/x.safetensors", "metadata_uri": "s3://bkt/a/m.json",
             "sha256": "c" * 64, "size_bytes": 9, "step": 10, **extra})
-        self.values["adapter_sha256"] = stored_sha256
+        self.values["adapter"] = None if stored_sha256 is None else StoredObject(stored_sha256, stored_size)
+        return self
+
+    def bad_file(self, reason: str, message: str = "s3://bkt/x.json: broken") -> Observe:
+        self.values["bad_files"] = (*self.values.get("bad_files", ()), Problem(reason, message))
         return self
 
     def artifact(self, phase: str | None = None, source_uid: str = "uid-1") -> Observe:
