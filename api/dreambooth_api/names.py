@@ -129,3 +129,9 @@ class StorageLayout:
 
     def artifacts_key(self, artifact: str) -> str:
         return self._key("artifacts", artifact) + "/"
+
+
+# The most pixels a photo may have; larger ones are refused from their header, before decoding.
+# 8192×8192 admits a 48-megapixel phone photo (8064×6048) and 64-megapixel ones (9248×6936);
+# decoding and converting one takes a few hundred MB, which a training pod has to spare.
+MAX_IMAGE_PIXELS = 8192 * 8192

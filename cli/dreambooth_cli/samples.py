@@ -40,34 +40,37 @@ def before(config: JobConfig) -> list:
     return sample(pipe, sample_prompts(config), config.training.resolution)
 
 
+def _open(path: Path, what: str):
+    """A photo as the trainer decodes it (``dreambooth_trainer.photos``: 16-bit grey by its
+    level, transparency on white, above the pixel budget refused)."""
+    from dreambooth_trainer.errors import DataError
+    from dreambooth_trainer.photos import open_rgb
+
+    try:
+        return open_rgb(path, what)
+    except DataError as err:
+        raise CliError(str(err)) from None
+
+
 def published(meta: ArtifactMetadata, artifact_dir: Path) -> list:
     """(prompt, image) pairs of the artifact's samples, read from beside its adapter."""
-    from PIL import Image
-
     out = []
     for item in meta.samples:
         path = (artifact_dir / item.file).resolve()
         if not path.is_relative_to(artifact_dir.resolve()):
             raise CliError(f"{meta.artifact_name}: sample {item.file} is outside the artifact")
-        with Image.open(path) as image:
-            out.append((item.prompt, image.convert("RGB")))
+        out.append((item.prompt, _open(path, f"{meta.artifact_name}: sample {item.file}")))
     return out
 
 
 def instance_photos(data_uri: str, limit: int = MAX_PHOTOS) -> list:
     """The subject photos of a local ``file://`` dataUri (none for remote data)."""
-    from PIL import Image
-
     parsed = urlparse(data_uri)
     if parsed.scheme not in ("", "file"):
         return []
     folder = Path(parsed.path)
     paths = sorted(p for p in folder.iterdir() if is_image(p.name))[:limit]
-    photos = []
-    for path in paths:
-        with Image.open(path) as image:
-            photos.append(image.convert("RGB"))
-    return photos
+    return [_open(path, str(path)) for path in paths]
 
 
 def grid_rows(photos: list, before: list, after: list, model: str) -> list[Row]:

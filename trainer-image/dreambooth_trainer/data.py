@@ -1,23 +1,23 @@
 """Training images: instance photos and class (prior) images, decoded once, and their batches.
 
 Images are resized (shorter side) and center-cropped to the training resolution, then scaled to
-[-1, 1] like diffusers' DreamBoothDataset. Every file is decoded before training starts, so an
-unreadable image fails the job before anything is written. Batches are a pure function of the
+[-1, 1] like diffusers' DreamBoothDataset; ``photos`` decodes them (16-bit grey, transparency on
+white, a pixel budget). Every file is decoded before training starts, so an unreadable or
+oversized image fails the job before anything is written. Batches are a pure function of the
 step, so a resumed run sees exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from dreambooth_api.names import IMAGE_SUFFIXES, is_image, prior_image_name
-from PIL import Image, ImageOps
+from PIL import Image
 
-from . import storage
+from . import photos, storage
 from .errors import DataError
 
 
@@ -33,17 +33,16 @@ class ImageSet:
 
 
 def decode_image(data: bytes, resolution: int, where: str) -> torch.Tensor:
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-        image = ImageOps.exif_transpose(image).convert("RGB")
-    except Exception as exc:
-        raise DataError(f"{where} is not a readable image: {exc}") from None
-    scale = resolution / min(image.size)
-    size = (max(resolution, round(image.width * scale)), max(resolution, round(image.height * scale)))
-    image = image.resize(size, Image.Resampling.BILINEAR)
-    left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
-    image = image.crop((left, top, left + resolution, top + resolution))
+    """One photo as a (3, resolution, resolution) tensor in [-1, 1]: opened by ``photos.open_rgb``
+    (16-bit grey by its level, transparency on white, above the pixel budget refused), its
+    shorter side scaled to ``resolution`` and the centre cropped."""
+    image = photos.open_rgb(data, where)
+    # The centre square in the photo's own pixels, resized in one step: the same picture as
+    # resizing the whole photo and cropping, without a huge intermediate for a long, thin one.
+    side = min(image.size)
+    left, top = (image.width - side) / 2, (image.height - side) / 2
+    image = image.resize((resolution, resolution), Image.Resampling.BILINEAR,
+                         box=(left, top, left + side, top + side))
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
