@@ -150,20 +150,51 @@ def credentials_from(cluster: Cluster, secret: str, env: dict) -> tuple[Credenti
     raise CliError(f"no storage credentials: {reason}, and {' / '.join(STORAGE_KEYS)} are not set")
 
 
-def local_names(artifact_spec: dict) -> list[tuple[str, str]]:
+def local_path(relative: str, uri: str) -> PurePosixPath:
+    """``relative`` (from an object key) as a path under the output directory. The ModelArtifact
+    and its keys are the tenant's to write: a path that could land anywhere else is refused
+    (CliError naming ``uri``), not cleaned up into something that looks safe."""
+    parts = relative.split("/")
+    problem = ("is empty" if not relative
+               else "is absolute" if relative.startswith("/")
+               else "holds a backslash" if "\\" in relative
+               else "holds a control character" if any(ord(c) < 32 or ord(c) == 127 for c in relative)
+               else "has an empty segment" if "" in parts
+               else "has a '.' or '..' segment" if {".", ".."} & set(parts)
+               else None)
+    if problem:
+        raise CliError(f"refusing {uri}: its local path {relative!r} {problem}")
+    return PurePosixPath(relative)
+
+
+def local_names(artifact_spec: dict) -> list[tuple[str, PurePosixPath]]:
     """(URI, path relative to the output directory) of every file to fetch, adapter first.
     Samples keep their path under the artifact's folder (``samples/sample-00.png``)."""
     adapter = artifact_spec["uri"]
     folder = adapter.rsplit("/", 1)[0] + "/"
-    files = [(adapter, adapter.rsplit("/", 1)[1])]
+    files = [(adapter, adapter.rsplit("/", 1)[-1])]
     if artifact_spec.get("metadataUri"):
         files.append((artifact_spec["metadataUri"], METADATA_FILE))
     for uri in artifact_spec.get("sampleImages") or []:
-        relative = uri[len(folder):] if uri.startswith(folder) else f"samples/{uri.rsplit('/', 1)[1]}"
-        if ".." in PurePosixPath(relative).parts:
-            raise CliError(f"refusing sample path {uri}")
-        files.append((uri, relative))
-    return files
+        files.append((uri, uri[len(folder):] if uri.startswith(folder) else f"samples/{uri.rsplit('/', 1)[-1]}"))
+    paths = [(uri, local_path(relative, uri)) for uri, relative in files]
+    taken: dict[PurePosixPath, str] = {}
+    for uri, path in paths:  # a sample must not overwrite the verified adapter or metadata.json
+        if path in taken:
+            raise CliError(f"refusing {uri}: its local path {str(path)!r} is also {taken[path]}'s")
+        taken[path] = uri
+    return paths
+
+
+def destination(out: Path, relative: PurePosixPath, uri: str) -> Path:
+    """Where ``relative`` is written: under ``out`` once symbolic links already there are
+    followed, else CliError (a link inside the output directory must not lead out of it)."""
+    root = out.resolve()
+    dest = root.joinpath(*relative.parts)
+    if not dest.resolve().is_relative_to(root):
+        raise CliError(f"refusing {uri}: {out / relative} leads out of {out} through a symbolic link "
+                       f"(to {dest.resolve()})")
+    return dest
 
 
 def check_metadata(path: Path, artifact_spec: dict) -> ArtifactMetadata:
@@ -185,7 +216,7 @@ def download(cluster: Cluster, name: str, args, env: dict | None = None) -> int:
     spec = cluster.get(MODELARTIFACTS, name)["spec"]
     (adapter_uri, adapter_name), *rest = local_names(spec)
     if args.no_samples:
-        rest = [(uri, relative) for uri, relative in rest if relative == METADATA_FILE]
+        rest = [(uri, relative) for uri, relative in rest if relative == PurePosixPath(METADATA_FILE)]
     fetcher = Fetcher(None, None)
     if any(urlparse(uri).scheme == "s3" for uri in [adapter_uri, *(uri for uri, _ in rest)]):
         endpoint = endpoint_from(args.endpoint, args.insecure, env)
@@ -194,15 +225,17 @@ def download(cluster: Cluster, name: str, args, env: dict | None = None) -> int:
               file=sys.stderr)
         fetcher = Fetcher(endpoint, credentials)
     out = Path(args.output_dir or name)
-    fetch(fetcher, adapter_uri, out / adapter_name, expected=(spec["sha256"], int(spec["sizeBytes"])))
+    # Every path is checked before anything is written: a refused one leaves the output as it was.
+    adapter_dest, *dests = [destination(out, relative, uri) for uri, relative in [(adapter_uri, adapter_name), *rest]]
+    fetch(fetcher, adapter_uri, adapter_dest, expected=(spec["sha256"], int(spec["sizeBytes"])))
     print(f"{out / adapter_name}  sha256 {spec['sha256']} verified")
-    for uri, relative in rest:
-        fetch(fetcher, uri, out / relative)
-        if relative == METADATA_FILE:
-            meta = check_metadata(out / relative, spec)
+    for (uri, relative), dest in zip(rest, dests, strict=True):
+        fetch(fetcher, uri, dest)
+        if relative == PurePosixPath(METADATA_FILE):
+            meta = check_metadata(dest, spec)
             print(f"{out / relative}  lineage: job {meta.job.name}, base model {meta.base_model.uri}, "
                   f"trainer {meta.trainer_version}")
         else:
             print(out / relative)
-    print(f"load it: pipe.load_lora_weights({str(out)!r}, weight_name={adapter_name!r})")
+    print(f"load it: pipe.load_lora_weights({str(out)!r}, weight_name={str(adapter_name)!r})")
     return 0

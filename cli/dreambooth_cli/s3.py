@@ -99,7 +99,8 @@ def fetch(fetcher: Fetcher, uri: str, dest: Path, expected: tuple[str, int] | No
     digest, size = hashlib.sha256(), 0
     bar = open_bar(dest.name, total=expected[1] if expected else None, unit="B", leave=False)
     try:
-        with open(part, "wb") as out:
+        part.unlink(missing_ok=True)  # never write through a link left in its place: "x" opens a new file
+        with open(part, "xb") as out:
             for chunk in fetcher.chunks(uri):
                 out.write(chunk)
                 digest.update(chunk)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from dreambooth_api.files import ArtifactMetadata
 from dreambooth_api.names import METADATA_FILE, WEIGHT_NAME
+from minio.error import S3Error
 
 from tests.integration.cli.conftest import CLI, cli_env
 
@@ -170,6 +171,76 @@ def test_wrong_credentials_are_reported_without_leaking_them(cluster, namespace,
     assert done.returncode == 1
     assert f"access denied by {minio.endpoint} (InvalidAccessKeyId)" in done.stderr
     assert "wrong-secret-123" not in done.stdout + done.stderr
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# What MinIO does with an object put at each key: it refuses most of them, so these samples could
+# not be fetched from it, but other stores (AWS S3 takes any UTF-8 key) would serve them. (A key
+# with a control character MinIO stores, but the CRD's URI pattern refuses whitespace.)
+STORED = {"absolute": "XMinioInvalidObjectName", "dotdot": "refused by minio-py",
+          "backslash": "XMinioInvalidResourceName", "empty-segment": "XMinioInvalidObjectName",
+          "folder": "stored"}
+
+
+def _store(client, bucket: str, key: str) -> str:
+    try:
+        client.put_object(bucket, key, io.BytesIO(SAMPLE), len(SAMPLE))
+    except S3Error as err:
+        return err.code
+    except ValueError:  # minio-py refuses '.' and '..' segments before it sends anything
+        return "refused by minio-py"
+    return "stored" if key in {o.object_name for o in client.list_objects(bucket, prefix=key)} else "normalised"
+
+
+def _download(dreambooth, minio, name, namespace, out):
+    return dreambooth("artifacts", "download", name, "-n", namespace, "-o", str(out),
+                      "--endpoint", minio.endpoint, "--insecure")
+
+
+@pytest.mark.parametrize("shape", sorted(STORED))
+def test_a_sample_key_that_could_land_outside_the_output_is_refused(shape, cluster, namespace, minio, dreambooth,
+                                                                     published, tmp_path):
+    name, bucket, folder = published
+    out = tmp_path / "out"
+    assert _download(dreambooth, minio, name, namespace, out).returncode == 0
+    relative = {"absolute": str(tmp_path / "escaped.png"),  # the key holds "//": s3://b/folder//tmp/…
+                "dotdot": "samples/../../escaped.png",
+                "backslash": "samples\\..\\..\\escaped.png",
+                "empty-segment": "samples//sample-00.png",
+                "folder": "samples/"}[shape]
+    uri = f"s3://{bucket}/{folder}/{relative}"
+    stored = _store(minio.client(), bucket, f"{folder}/{relative}")
+    assert stored == STORED[shape], f"MinIO now stores {folder}/{relative} as {stored!r}"
+    # A spec is immutable: a second artifact, the first one's but for this sample.
+    forged = json.loads(cluster.kubectl("-n", namespace, "get", "modelartifact", name, "-o", "json").stdout)
+    forged["metadata"] = {"name": "forged", "namespace": namespace}
+    forged["spec"]["sampleImages"] = [uri]
+    cluster.kubectl("create", "-f", "-", input=json.dumps(forged))
+    before = _files(tmp_path)
+    done = _download(dreambooth, minio, "forged", namespace, out)
+    assert done.returncode == 1, done.stdout
+    assert f"refusing {uri}: its local path {relative!r}" in done.stderr
+    assert _files(tmp_path) == before, "nothing written anywhere; the earlier download stays as it was"
+
+
+def test_a_link_in_the_output_directory_is_not_followed_out_of_it(namespace, minio, dreambooth, published, tmp_path):
+    name, bucket, folder = published
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "samples").symlink_to(elsewhere)
+    done = _download(dreambooth, minio, name, namespace, out)
+    assert done.returncode == 1, done.stdout
+    assert (f"refusing s3://{bucket}/{folder}/samples/sample-00.png: {out}/samples/sample-00.png leads out of "
+            f"{out} through a symbolic link (to {elsewhere.resolve()}/sample-00.png)") in done.stderr
+    assert list(elsewhere.iterdir()) == [] and _files(out) == {}
+    without = dreambooth("artifacts", "download", name, "-n", namespace, "-o", str(out), "--no-samples",
+                         "--endpoint", minio.endpoint, "--insecure")
+    assert without.returncode == 0, without.stderr
+    assert _files(out) == {WEIGHT_NAME: ADAPTER, METADATA_FILE: METADATA} and list(elsewhere.iterdir()) == []
 
 
 def test_kubectl_finds_the_plugin(cluster, namespace, published, tmp_path):
