@@ -27,7 +27,7 @@ from .base import (
     field,
     spec_frozen_rule,
 )
-from .names import DREAMBOOTHJOBS
+from .names import DREAMBOOTHJOBS, IMAGE_SUFFIXES
 from .scheduling import Distributed, Resources
 from .training import Prior, Training
 
@@ -73,7 +73,7 @@ class Instance(ApiModel):
         pattern=r"\S",
     )
     data_uri: str = field(
-        "s3:// or file:// prefix holding the subject photos (jpg, png or webp).",
+        f"s3:// or file:// prefix holding the subject photos ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}).",
         max_length=1024,
         pattern=OBJECT_URI,
     )
