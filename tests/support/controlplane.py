@@ -24,6 +24,21 @@ SERVICE_CIDR = "10.96.0.0/16"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_RESOURCE = "nvidia.com/gpu"
 KWOK_STAGES = Path(__file__).with_name("kwok-stages.yaml")
+# The apiserver's audit policy: at Metadata level (who did what to which object, and the
+# response code; never a body, so never a Secret's data) every request of a ServiceAccount
+# outside kube-system, i.e. of the workloads under test such as the operator (whose RBAC
+# tests/e2e compares with what it really does). The control plane's own components and the
+# admin client are left out: they are most of the traffic and nobody reads it.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+        {"level": "None"},
+    ],
+}
 
 
 def gpu_node(name: str, gpus: int = 8) -> dict:
@@ -58,6 +73,8 @@ class ControlPlane:
         self.apiserver_port = free_port()
         self.server = f"https://127.0.0.1:{self.apiserver_port}"
         self.kubeconfig = workdir / "admin.kubeconfig"
+        # JSON lines, one audit event each (tests/support/audit.py reads them); see AUDIT_POLICY.
+        self.audit_log = workdir / "audit" / "audit.log"
         self.bin: dict[str, Path] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -128,6 +145,9 @@ class ControlPlane:
         etcd.wait_until(lambda: http_ok(f"{self.etcd_url}/health"), 60, "etcd health")
 
     def _start_apiserver(self) -> None:
+        self.audit_log.parent.mkdir(parents=True, exist_ok=True)
+        policy = self.audit_log.parent / "policy.json"  # JSON is YAML
+        policy.write_text(json.dumps(AUDIT_POLICY))
         apiserver = self._spawn("kube-apiserver", [
             str(self.bin["kube-apiserver"]),
             "--etcd-servers", self.etcd_url,
@@ -144,6 +164,11 @@ class ControlPlane:
             "--service-cluster-ip-range", SERVICE_CIDR,
             "--allow-privileged=true",
             "--profiling=false",
+            "--audit-policy-file", str(policy),
+            "--audit-log-path", str(self.audit_log),
+            "--audit-log-format", "json",
+            "--audit-log-mode", "blocking",  # written before the response: a test reads it at once
+            "--audit-log-maxsize", "0",  # one file, never rotated away under a reading test
             "--v=1",
         ])
         context = ssl.create_default_context(cafile=str(self.ca.cert_path))
