@@ -98,13 +98,15 @@ def main() -> int:
         data = (REPO / "examples/data/cloody-cat/cloody-01.jpg").read_bytes()
         import io
         minio.client().put_object("dreambooth", "datasets/cloody-cat/cloody-01.jpg", io.BytesIO(data), len(data))
-        installed = install_operator(plane, {"storage.endpoint": minio.endpoint, "storage.secure": "false"})
         namespaces = [f"tenant-{i:02d}" for i in range(args.namespaces)]
         secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dreambooth-storage"},
                   "stringData": {"AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": minio.secret_key}}
         for namespace in namespaces:
             plane.kubectl("create", "namespace", namespace)
             plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(secret))
+        # The chart's default RBAC: a Role in each tenant namespace (they must exist first).
+        installed = install_operator(plane, {"storage.endpoint": minio.endpoint, "storage.secure": "false"},
+                                     watch=namespaces)
         operator = OperatorProcess(workdir / "operator", installed.kubeconfig, installed.env).start()
         print("jobs: applied in this round (rounds add up); apply s: time to create them all; "
               "all s: first apply to last prior Job")

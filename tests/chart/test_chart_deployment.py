@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dreambooth_operator.settings import OperatorSettings
 
-from tests.chart.helmchart import one
+from tests.chart.helmchart import RELEASE_NAMESPACE, one
 
 
 def operator_pod(objects: list[dict]) -> dict:
@@ -76,11 +76,13 @@ def test_env_sets_every_operator_setting_and_nothing_else(rendered_defaults):
 
 
 def test_default_values_give_the_operators_default_settings(rendered_defaults, monkeypatch):
-    """One set of defaults: the chart's values match settings.py's, so neither silently wins."""
+    """One set of defaults: the chart's values match settings.py's, so neither silently wins.
+    Save the namespaces: the operator alone watches every one, the chart's default RBAC grants
+    only the release namespace and so the chart says to watch that one."""
     chart_settings = settings_from(operator_env(rendered_defaults), monkeypatch)
     for name in OperatorSettings.model_fields:
         monkeypatch.delenv(f"DREAMBOOTH_{name.upper()}", raising=False)
-    assert chart_settings == OperatorSettings()
+    assert chart_settings == OperatorSettings(watch_namespaces=(RELEASE_NAMESPACE,))
 
 
 def test_values_map_to_settings(chart_helm, monkeypatch):

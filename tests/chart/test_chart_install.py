@@ -78,7 +78,7 @@ def install(chart_helm, cluster):
 
 @pytest.fixture(scope="module")
 def cluster_wide(install, cluster, tenants) -> Release:
-    release = install()
+    release = install("--set", "rbac.clusterWide=true")
     # RBAC reaches the authorizer through informers: a new binding takes a moment to count.
     wait_for(lambda: can_i(cluster, "create", "jobs.batch", tenants[0], kubeconfig=release.kubeconfig),
              what="the release's ServiceAccount allowed to create Jobs")
@@ -87,11 +87,18 @@ def cluster_wide(install, cluster, tenants) -> Release:
 
 @pytest.fixture(scope="module")
 def namespaced(install, cluster, tenants) -> Release:
-    release = install("--set", f"watchNamespaces={{{tenants[0]}}}", "--set", "rbac.clusterWide=false",
-                      "--set", "rbac.aggregateToDefaultRoles=false")
+    release = install("--set", f"watchNamespaces={{{tenants[0]}}}", "--set", "rbac.aggregateToDefaultRoles=false")
     # RBAC reaches the authorizer through informers: a new binding takes a moment to count.
     wait_for(lambda: can_i(cluster, "create", "jobs.batch", tenants[0], kubeconfig=release.kubeconfig),
              what="the release's ServiceAccount allowed to create Jobs")
+    return release
+
+
+@pytest.fixture(scope="module")
+def defaults(install, cluster) -> Release:
+    release = install()
+    wait_for(lambda: can_i(cluster, "create", "jobs.batch", release.namespace, kubeconfig=release.kubeconfig),
+             what="the release's ServiceAccount allowed to create Jobs in its namespace")
     return release
 
 
@@ -139,7 +146,12 @@ TENANT_ACCESS = [
     ("create", "services", None, True),
     ("get", "secrets", None, True),
     ("create", "events", None, True),
-    ("create", "events.events.k8s.io", None, True),
+    ("list", "events", None, True),
+    ("create", "events.events.k8s.io", None, False),
+    ("get", "pods", "log", False),
+    ("get", "pods", None, False),
+    ("update", "dreamboothjobs.dreambooth.dev", None, False),
+    ("patch", "dreamboothjobs.dreambooth.dev", None, False),
     ("delete", "secrets", None, False),
     ("list", "secrets", None, False),
     ("create", "secrets", None, False),
@@ -190,3 +202,17 @@ def test_tenant_roles_aggregate_into_edit_and_view(cluster, cluster_wide, tenant
     assert not can_i(cluster, "patch", "dreamboothjobs.dreambooth.dev", tenant, as_user="alice",
                      subresource="status")
     assert not can_i(cluster, "create", "dreamboothjobs.dreambooth.dev", tenant, as_user="bob")
+
+
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+
+
+def test_default_release_holds_nothing_outside_its_own_namespace(cluster, defaults, tenants):
+    """`kubectl auth can-i create jobs -n kube-system --as=<operator SA>`: no, with default values."""
+    user = f"system:serviceaccount:{defaults.namespace}:{defaults.fullname}"
+    assert can_i(cluster, "create", "jobs.batch", defaults.namespace, as_user=user)  # the namespace it watches
+    for namespace in (*SYSTEM_NAMESPACES, tenants[0]):
+        for verb, resource in (("create", "jobs.batch"), ("get", "secrets"), ("list", "pods"),
+                               ("create", "services"), ("list", "dreamboothjobs.dreambooth.dev")):
+            assert not can_i(cluster, verb, resource, namespace, as_user=user), (verb, resource, namespace)
+    assert not can_i(cluster, "list", "jobs.batch", as_user=user)  # across all namespaces

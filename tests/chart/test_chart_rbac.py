@@ -5,7 +5,9 @@ Each entry is (apiGroup, resource, verb); the sets are what the operator uses an
 
 from __future__ import annotations
 
-from tests.chart.helmchart import FULLNAME, NAMESPACED, RELEASE_NAMESPACE, find, one
+import pytest
+
+from tests.chart.helmchart import CHART, FULLNAME, KUBE_VERSION, NAMESPACED, RELEASE_NAMESPACE, find, one
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 OPERATOR_SUBJECT = {"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NAMESPACE}
@@ -20,27 +22,29 @@ def grants(*groups_resources_verbs: tuple[str, str, str]) -> set[tuple[str, str,
     }
 
 
-# Inside every namespace the operator serves.
+# Inside every namespace the operator serves; tests/e2e/test_least_privilege.py checks each is used.
 TENANT = grants(
-    ("dreambooth.dev", "dreamboothjobs", "get list watch patch update delete"),  # delete: the job's TTL
-    ("dreambooth.dev", "dreamboothjobs/status", "get patch update"),
-    ("dreambooth.dev", "modelartifacts", "get list watch create patch update delete"),
-    ("dreambooth.dev", "modelartifacts/status", "get patch update"),
-    ("batch", "jobs", "get list watch create delete patch"),
-    ("", "pods", "get list watch"),
-    ("", "pods/log", "get"),
-    ("", "services", "get list watch create delete"),
+    ("dreambooth.dev", "dreamboothjobs", "get list watch delete"),  # delete: the job's TTL
+    ("dreambooth.dev", "dreamboothjobs/status", "patch"),
+    ("dreambooth.dev", "modelartifacts", "get create"),
+    ("dreambooth.dev", "modelartifacts/status", "patch"),
+    ("batch", "jobs", "list watch create delete"),
+    ("", "pods", "list"),  # a failed Job's pods: the trainer's termination message
+    ("", "services", "list create delete"),
     ("", "secrets", "get"),
-    ("", "events", "create patch"),
-    ("events.k8s.io", "events", "create patch"),
+    ("", "events", "create list"),  # list: a child Job's FailedCreate Events
 )
-# What the operator reads cluster-wide in either mode: kopf's CRDs and namespaces, and the
-# PriorityClass a job names.
+# What the operator reads cluster-wide in either mode: kopf's CRDs, the PriorityClass a job names.
 CLUSTER = grants(
-    ("apiextensions.k8s.io", "customresourcedefinitions", "get list watch"),
-    ("", "namespaces", "get list watch"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list watch"),
     ("scheduling.k8s.io", "priorityclasses", "get"),
 )
+# kopf follows the Namespaces when it watches a list of them, not when it watches them all.
+NAMESPACES = grants(("", "namespaces", "list watch"))
+# Cluster-scoped resources: the only ones a default install may hold through a ClusterRoleBinding.
+CLUSTER_SCOPED = {"customresourcedefinitions", "priorityclasses", "namespaces"}
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+CLUSTER_WIDE = {"rbac": {"clusterWide": True}}
 READ = "get list watch"
 USER_EDIT = grants(
     ("dreambooth.dev", "dreamboothjobs", "create delete deletecollection get list patch update watch"),
@@ -60,18 +64,40 @@ def granted(role: dict) -> set[tuple[str, str, str]]:
     return result
 
 
-def test_cluster_wide_operator_role_is_exactly_what_it_uses(rendered_defaults):
-    assert granted(one(rendered_defaults, "ClusterRole", FULLNAME)) == TENANT | CLUSTER
-    binding = one(rendered_defaults, "ClusterRoleBinding", FULLNAME)
-    assert binding["roleRef"] == {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": FULLNAME}
+def test_default_operator_rbac_is_a_role_in_the_release_namespace(rendered_defaults):
+    """Defaults: the operator serves its own namespace only (list tenants in watchNamespaces)."""
+    assert granted(one(rendered_defaults, "ClusterRole", FULLNAME)) == CLUSTER | NAMESPACES
+    (role,) = find(rendered_defaults, "Role")
+    assert role["metadata"]["namespace"] == RELEASE_NAMESPACE and granted(role) == TENANT
+    (binding,) = find(rendered_defaults, "RoleBinding")
+    assert binding["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": RBAC_GROUP, "kind": "Role", "name": FULLNAME}
     assert binding["subjects"] == [OPERATOR_SUBJECT]
+    container = one(rendered_defaults, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in container["env"]}["DREAMBOOTH_WATCH_NAMESPACES"] == RELEASE_NAMESPACE
+
+
+@pytest.mark.parametrize("values", [None, NAMESPACED], ids=["defaults", "watchNamespaces"])
+def test_namespaced_rbac_covers_no_system_namespace_and_no_pod_logs(chart_helm, values):
+    """A ClusterRoleBinding grants in every namespace: the bound ClusterRole holds only
+    cluster-scoped reads, and no Role lands in a system namespace."""
+    objects = chart_helm.render(values)
+    for binding in find(objects, "ClusterRoleBinding"):
+        role = one(objects, "ClusterRole", binding["roleRef"]["name"])
+        assert {resource for _, resource, _ in granted(role)} <= CLUSTER_SCOPED, binding["metadata"]["name"]
+    roles = find(objects, "Role") + find(objects, "RoleBinding")
+    assert roles and not [r for r in roles if r["metadata"]["namespace"] in SYSTEM_NAMESPACES]
+    every = set().union(*(granted(r) for r in find(objects, "Role") + find(objects, "ClusterRole")))
+    assert not {g for g in every if g[1] in ("pods/log", "pods/exec", "pods/attach", "pods/portforward")}
+    assert not {g for g in every if g[1] == "secrets" and g[2] != "get"}
+    assert not {g for g in every if g[1] == "pods" and g[2] != "list"}
 
 
 def test_namespaced_operator_gets_tenant_rules_only_in_watched_namespaces(chart_helm):
     objects = chart_helm.render(NAMESPACED)
-    assert granted(one(objects, "ClusterRole", FULLNAME)) == CLUSTER
+    assert granted(one(objects, "ClusterRole", FULLNAME)) == CLUSTER | NAMESPACES
     roles = find(objects, "Role")
-    assert len(roles) == 2
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     for role in roles:
         assert granted(role) == TENANT
     for binding in find(objects, "RoleBinding"):
@@ -79,11 +105,31 @@ def test_namespaced_operator_gets_tenant_rules_only_in_watched_namespaces(chart_
         assert binding["subjects"] == [OPERATOR_SUBJECT]
 
 
-def test_operator_can_never_exec_or_write_secrets(rendered_defaults):
-    rules = granted(one(rendered_defaults, "ClusterRole", FULLNAME))
-    assert not {r for r in rules if r[1] == "secrets" and r[2] != "get"}
-    assert not {r for r in rules if r[1] in ("pods/exec", "pods/attach", "pods/portforward")}
-    assert ("", "pods", "create") not in rules
+def test_cluster_wide_operator_role_is_an_explicit_opt_in(chart_helm):
+    """Watching every namespace, kopf does not follow Namespaces: no namespaces rule."""
+    objects = chart_helm.render(CLUSTER_WIDE)
+    assert granted(one(objects, "ClusterRole", FULLNAME)) == TENANT | CLUSTER
+    binding = one(objects, "ClusterRoleBinding", FULLNAME)
+    assert binding["roleRef"] == {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": FULLNAME}
+    assert binding["subjects"] == [OPERATOR_SUBJECT]
+    assert not find(objects, "Role")
+    # A subset of namespaces under cluster-wide RBAC: kopf follows the Namespaces again.
+    subset = chart_helm.render({**CLUSTER_WIDE, "watchNamespaces": ["team-a"]})
+    assert granted(one(subset, "ClusterRole", FULLNAME)) == TENANT | CLUSTER | NAMESPACES
+
+
+@pytest.mark.parametrize("values", [{"watchNamespaces": ["team-a", "kube-system"]},
+                                    {"watchNamespaces": ["kube-node-lease"], **CLUSTER_WIDE}])
+def test_system_namespaces_are_never_watched(chart_helm, values):
+    error = chart_helm.render_error(values)
+    assert "system namespaces are not tenants" in error
+    assert "the operator would watch kube-" in error
+
+
+def test_a_release_in_a_system_namespace_is_refused(chart_helm):
+    error = chart_helm.run("template", "dbo", str(CHART), "-n", "kube-system", "--kube-version", KUBE_VERSION,
+                           check=False).stderr
+    assert "the operator would watch kube-system" in error
 
 
 def test_user_roles_aggregate_into_the_built_in_roles(rendered_defaults):
@@ -100,5 +146,8 @@ def test_user_roles_aggregate_into_the_built_in_roles(rendered_defaults):
 
 def test_every_rbac_object_is_accounted_for(rendered_defaults):
     """No other Role or ClusterRole sneaks in with the defaults."""
-    names = sorted(o["metadata"]["name"] for o in rendered_defaults if o["kind"] in ("ClusterRole", "Role"))
-    assert names == sorted([FULLNAME, f"{FULLNAME}-edit", f"{FULLNAME}-view"])
+    names = sorted((o["kind"], o["metadata"]["name"]) for o in rendered_defaults
+                   if o["kind"] in ("ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding"))
+    assert names == sorted([("ClusterRole", FULLNAME), ("ClusterRole", f"{FULLNAME}-edit"),
+                            ("ClusterRole", f"{FULLNAME}-view"), ("ClusterRoleBinding", FULLNAME),
+                            ("Role", FULLNAME), ("RoleBinding", FULLNAME)])

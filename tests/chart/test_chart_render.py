@@ -18,19 +18,21 @@ def test_lint_strict_is_clean(chart_helm, values):
     assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
 
 
-def test_defaults_render_the_cluster_wide_install(rendered_defaults):
+def test_defaults_render_the_namespaced_install(rendered_defaults):
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in rendered_defaults)
     assert kinds == sorted([
         ("ServiceAccount", FULLNAME),
         ("ClusterRole", FULLNAME),
         ("ClusterRoleBinding", FULLNAME),
+        ("Role", FULLNAME),
+        ("RoleBinding", FULLNAME),
         ("ClusterRole", f"{FULLNAME}-edit"),
         ("ClusterRole", f"{FULLNAME}-view"),
         ("Service", f"{FULLNAME}-metrics"),
         ("Deployment", FULLNAME),
     ])
     for obj in rendered_defaults:
-        if obj["kind"] in ("ServiceAccount", "Service", "Deployment"):
+        if obj["kind"] in ("ServiceAccount", "Service", "Deployment", "Role", "RoleBinding"):
             assert obj["metadata"]["namespace"] == RELEASE_NAMESPACE
         assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
 
@@ -47,14 +49,20 @@ def test_namespaced_install_renders_a_role_per_watched_namespace(chart_helm):
 
 
 def test_cluster_wide_rbac_may_serve_a_namespace_subset(chart_helm):
-    objects = chart_helm.render({"watchNamespaces": ["team-a"]})
+    objects = chart_helm.render({"watchNamespaces": ["team-a"], "rbac": {"clusterWide": True}})
     assert not find(objects, "Role") and not find(objects, "RoleBinding")
     assert one(objects, "ClusterRoleBinding")["roleRef"]["name"] == FULLNAME
+    assert operator_env(objects)["DREAMBOOTH_WATCH_NAMESPACES"] == "team-a"
 
 
-def test_namespaced_rbac_without_namespaces_is_refused(chart_helm):
-    error = chart_helm.render_error({"rbac": {"clusterWide": False}})
-    assert "rbac.clusterWide=false grants access only inside watchNamespaces" in error
+def test_cluster_wide_rbac_without_namespaces_watches_every_namespace(chart_helm):
+    objects = chart_helm.render({"rbac": {"clusterWide": True}})
+    assert operator_env(objects)["DREAMBOOTH_WATCH_NAMESPACES"] == ""
+
+
+def operator_env(objects: list[dict]) -> dict[str, str]:
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in container["env"]}
 
 
 def test_rbac_and_service_account_can_be_left_to_the_platform(chart_helm):

@@ -6,57 +6,17 @@ Pods really run, as local processes of the test node agent, with the real traine
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
-import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-import pytest
 from dreambooth_api import names
 from dreambooth_api.files import ArtifactMetadata
 
-from tests.support.chart import install_operator
-from tests.support.node_agent import NodeAgent
-from tests.support.operator_process import OperatorProcess
 from tests.support.wait import wait_for
 
-TRAINER_IMAGE = "registry.test/dreambooth-trainer"
-BUCKET = "dreambooth"
-
-
-def upload_tree(client, root: Path, prefix: str) -> None:
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        client.put_object(BUCKET, f"{prefix}/{path.relative_to(root).as_posix()}", io.BytesIO(data), len(data))
-
-
-@pytest.fixture(scope="module")
-def platform(cluster, minio, session_dir, repo_root):
-    """What a platform team sets up: storage with data and model, the chart, a GPU node."""
-    import subprocess
-
-    client = minio.client()
-    if not client.bucket_exists(BUCKET):
-        client.make_bucket(BUCKET)
-    upload_tree(client, repo_root / "examples/data/cloody-cat", "datasets/cloody-cat")
-    model = session_dir / "tiny-sd"
-    subprocess.run([sys.executable, "-m", "dreambooth_trainer", "tiny-model", str(model)], check=True,
-                   capture_output=True)
-    upload_tree(client, model, "models/tiny-sd")
-    installed = install_operator(cluster, {
-        "trainer.image.repository": TRAINER_IMAGE, "trainer.image.tag": "e2e",
-        "storage.endpoint": minio.endpoint, "storage.secure": "false", "storage.bucket": BUCKET,
-    })
-    cluster.kubectl("wait", "--for=condition=established", "crd/dreamboothjobs.dreambooth.dev")
-    agent = NodeAgent(cluster, name="gpu-agent-0", gpus=8, workdir=session_dir / "gpu-agent-0",
-                      images={TRAINER_IMAGE: [sys.executable, "-m", "dreambooth_trainer"]}).start()
-    operator = OperatorProcess(session_dir / "e2e-operator", installed.kubeconfig,
-                               {**installed.env, "DREAMBOOTH_RECONCILE_INTERVAL_SECONDS": "2"}).start()
-    yield operator, agent
-    operator.stop()
-    agent.stop()
+from .conftest import BUCKET, TRAINER_IMAGE
 
 
 def status(cluster, namespace: str) -> dict:
@@ -64,11 +24,8 @@ def status(cluster, namespace: str) -> dict:
     return json.loads(out.stdout).get("status") or {} if out.returncode == 0 else {}
 
 
-def test_cloody_job_runs_end_to_end(cluster, minio, prometheus, platform, namespace, repo_root, tmp_path):
-    operator, agent = platform
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dreambooth-storage"},
-              "stringData": {"AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": minio.secret_key}}
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(secret))
+def test_cloody_job_runs_end_to_end(cluster, minio, prometheus, platform, repo_root, tmp_path):
+    operator, agent, namespace = platform.operator, platform.agent, platform.tenant
     prometheus.add_target(f"127.0.0.1:{operator.metrics_port}", component="operator")
 
     # The user's YAML, with a kustomize overlay: the same schema, not a special test kind.
@@ -137,6 +94,7 @@ def test_cloody_job_runs_end_to_end(cluster, minio, prometheus, platform, namesp
         f'last_over_time(dreambooth_train_loss{{namespace="{namespace}",component="total"}}[30m])')
     assert all(float(sample["value"][1]) > 0 for sample in loss)
     prometheus.wait_for(f'dreambooth_operator_jobs{{namespace="{namespace}",phase="Succeeded"}} == 1')
+    platform.exercised.add("cloody")
 
 
 def read(minio, uri: str) -> bytes:

@@ -60,70 +60,90 @@ defaulting to the chart's appVersion. Call with (dict "image" .Values.image "con
 {{- end }}
 
 {{/*
-Refuse combinations the schema cannot express.
+The namespaces the operator watches, comma-separated (DREAMBOOTH_WATCH_NAMESPACES): those listed
+in watchNamespaces; with none listed, the release's own namespace when RBAC is namespaced (the
+default: a working install that reaches nothing else), or "" (every namespace) when the platform
+opted into rbac.clusterWide.
 */}}
-{{- define "dreambooth-operator.validate" -}}
-{{- if and .Values.rbac.create (not .Values.rbac.clusterWide) (not .Values.watchNamespaces) }}
-{{- fail "rbac.clusterWide=false grants access only inside watchNamespaces: list the namespaces to watch, or keep rbac.clusterWide=true" }}
+{{- define "dreambooth-operator.watchNamespaces" -}}
+{{- if .Values.watchNamespaces }}
+{{- join "," .Values.watchNamespaces }}
+{{- else if not .Values.rbac.clusterWide }}
+{{- .Release.Namespace }}
 {{- end }}
 {{- end }}
 
 {{/*
-What the operator does inside a namespace it watches, and nothing more: it reconciles
-DreamBoothJobs (deleting them once ttlSecondsAfterFinished has passed), creates and owns Jobs,
-Services and ModelArtifacts, observes Pods (and their logs, for failure messages), checks that
-storage Secrets exist (get, never list: it does not need to see what else a tenant keeps), and
-records Events. No pods/exec, no secret writes.
+Refuse combinations the schema cannot express. System namespaces are never tenants: watching one
+would grant the operator Jobs, Services and Secret reads next to the control plane's own.
+*/}}
+{{- define "dreambooth-operator.validate" -}}
+{{- $watched := include "dreambooth-operator.watchNamespaces" . | splitList "," | compact }}
+{{- range $namespace := list "kube-system" "kube-public" "kube-node-lease" }}
+{{- if has $namespace $watched }}
+{{- fail (printf "the operator would watch %s (watchNamespaces, or the release namespace when watchNamespaces is empty): system namespaces are not tenants; install the release in a namespace of its own and list the tenant namespaces in watchNamespaces" $namespace) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the operator does inside a namespace it watches, and nothing more; each verb is used by the
+operator (operator/dreambooth_operator/kube.py) or by kopf, and tests/e2e/test_least_privilege.py
+fails when one goes unused in the e2e. kopf lists and watches DreamBoothJobs and child Jobs (its
+event handlers write nothing to a job: no patch); a pass reads its job (get), creates the Jobs,
+the rendezvous Service and the ModelArtifact, deletes Jobs (suspend, restart, failure), the
+Service (after training) and the job itself (after ttlSecondsAfterFinished), patches both
+statuses, reads the storage Secrets (get, never list: it need not see what else a tenant keeps),
+lists a failed Job's pods for the trainer's termination message (no pods/log), records Events and
+lists a child Job's FailedCreate Events (pods refused by admission or quota). No pods/exec, no
+secret writes, no updates.
 */}}
 {{- define "dreambooth-operator.namespacedRules" -}}
 - apiGroups: ["dreambooth.dev"]
   resources: ["dreamboothjobs"]
-  verbs: ["get", "list", "watch", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "delete"]
 - apiGroups: ["dreambooth.dev"]
   resources: ["dreamboothjobs/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["dreambooth.dev"]
   resources: ["modelartifacts"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "create"]
 - apiGroups: ["dreambooth.dev"]
   resources: ["modelartifacts/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+  verbs: ["list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: [""]
-  resources: ["pods/log"]
-  verbs: ["get"]
+  verbs: ["list"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["list", "create", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create", "list"]
 {{- end }}
 
 {{/*
-What the operator reads cluster-wide even when it watches a few namespaces: kopf follows the
-CRDs it serves (to notice them appear or change) and the Namespaces (to follow the watched
-ones); the operator checks that a job's priorityClassName exists before creating its pods.
+What the operator reads cluster-wide in either mode: kopf follows the CRDs it serves (list and
+watch, to notice them appear or change); a pass checks that a job's priorityClassName exists.
+When kopf watches a list of namespaces it also follows the Namespaces (list and watch), to start
+and stop its watches as they come and go; watching every namespace it does not.
 */}}
 {{- define "dreambooth-operator.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["scheduling.k8s.io"]
   resources: ["priorityclasses"]
   verbs: ["get"]
+{{- if include "dreambooth-operator.watchNamespaces" . }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- end }}

@@ -33,10 +33,14 @@ def storage(minio, repo_root):
 
 @pytest.fixture(scope="session")
 def installed_operator(cluster, dreambooth_crds, minio):
-    """The chart installed with helm, configured for the suite's MinIO like a platform team would."""
+    """The chart installed with helm, configured for the suite's MinIO like a platform team would.
+
+    Cluster-wide RBAC (the chart's opt-in): each test makes a fresh tenant namespace, which a
+    namespaced install would have to list up front. tests/e2e runs the default, namespaced."""
     from tests.support.chart import install_operator
 
     return install_operator(cluster, {
+        "rbac.clusterWide": "true",
         "trainer.image.repository": TRAINER_IMAGE.split(":")[0],
         "trainer.image.tag": TRAINER_IMAGE.split(":")[1],
         "storage.endpoint": minio.endpoint,
@@ -52,6 +56,7 @@ def operator(session_dir, installed_operator, storage):
     process = OperatorProcess(session_dir / "operator", installed_operator.kubeconfig, {
         **installed_operator.env,
         "DREAMBOOTH_RECONCILE_INTERVAL_SECONDS": "1",  # the tests wait on the timer; keep them quick
+        "DREAMBOOTH_POD_CREATION_TIMEOUT_SECONDS": "30",  # a Job whose pods are refused fails soon
     }).start()
     yield process
     process.stop()
