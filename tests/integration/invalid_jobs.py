@@ -3,80 +3,17 @@ cloody example, and names the substring the apiserver's refusal must contain.
 
 One row per case: (id, what it breaks, mutation of the valid spec, expected error substring),
 and the HTTP status: 422 Invalid, except 400 for what the decoder refuses before validation.
-Mutations are small functions over the spec dict so a row reads as the change it makes.
+Mutations are small functions over the spec dict so a row reads as the change it makes; they
+live in job_mutations, and the rows of spec.resources (what the Job API itself would refuse)
+in scheduling_catalogue.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from tests.integration.job_mutations import EXAMPLE, Case, all_of, drop, invalid_job, set_, valid_job
+from tests.integration.scheduling_catalogue import SCHEDULING_CASES
 
-import yaml
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cloody-job.yaml"
-Mutation = Callable[[dict[str, Any]], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    id: str
-    breaks: str
-    mutate: Mutation
-    error: str
-    status: int = 422
-
-
-def valid_job(name: str = "cloody") -> dict[str, Any]:
-    job = yaml.safe_load(EXAMPLE.read_text())
-    job["metadata"] = {"name": name}
-    return job
-
-
-def invalid_job(case: Case) -> dict[str, Any]:
-    job = copy.deepcopy(valid_job())
-    case.mutate(job)
-    return job
-
-
-def _node(obj: dict, path: str, create: bool = False) -> tuple[dict, str]:
-    *parents, leaf = path.split(".")
-    for part in parents:
-        if create:
-            obj = obj.setdefault(part, {})
-        else:
-            obj = obj[part]
-    return obj, leaf
-
-
-def set_(path: str, value: Any) -> Mutation:
-    """Set ``path`` (dotted, relative to spec; ``/name`` for metadata.name) to ``value``."""
-
-    def mutate(job: dict) -> None:
-        root, rel = (job, path[1:]) if path.startswith("/") else (job["spec"], path)
-        node, leaf = _node(root, rel, create=True)
-        node[leaf] = copy.deepcopy(value)
-
-    return mutate
-
-
-def drop(path: str) -> Mutation:
-    def mutate(job: dict) -> None:
-        node, leaf = _node(job["spec"], path)
-        del node[leaf]
-
-    return mutate
-
-
-def all_of(*mutations: Mutation) -> Mutation:
-    def mutate(job: dict) -> None:
-        for m in mutations:
-            m(job)
-
-    return mutate
-
+__all__ = ["CASES", "EXAMPLE", "Case", "invalid_job", "valid_job"]
 
 CASES: list[Case] = [
     # --- required fields and types
@@ -168,11 +105,6 @@ CASES: list[Case] = [
         "spec.queueName: Invalid value",
     ),
     Case(
-        "quantity", "resources quantity pattern",
-        set_("resources.limits", {"memory": "lots"}),
-        "spec.resources.limits.memory: Invalid value",
-    ),
-    Case(
         "too-many-validation-prompts", "validation.prompts maxItems",
         set_("training.validation.prompts", ["a photo of sks cat"] * 9),
         "spec.training.validation.prompts: Too many",
@@ -202,11 +134,6 @@ CASES: list[Case] = [
         "zero-stage", "deepspeed.zeroStage enum",
         all_of(set_("distributed.backend", "deepspeed"), set_("distributed.deepspeed", {"zeroStage": 4})),
         "spec.distributed.deepspeed.zeroStage: Unsupported value",
-    ),
-    Case(
-        "toleration-effect", "tolerations[].effect enum",
-        set_("resources.tolerations", [{"key": "gpu", "effect": "NoRun"}]),
-        "spec.resources.tolerations[0].effect: Unsupported value",
     ),
     # --- bounds
     Case(
@@ -326,26 +253,6 @@ CASES: list[Case] = [
         "baseModel.revision applies only to hf:// models",
     ),
     Case(
-        "gpu-in-limits", "CEL GPUs via gpusPerWorker",
-        set_("resources.limits", {"nvidia.com/gpu": 2}),
-        "set GPUs with distributed.gpusPerWorker",
-    ),
-    Case(
-        "toleration-exists-with-value", "CEL toleration Exists without value",
-        set_("resources.tolerations", [{"key": "gpu", "operator": "Exists", "value": "a100"}]),
-        "operator: Exists must not set value",
-    ),
-    Case(
-        "toleration-without-key", "CEL toleration key or Exists",
-        set_("resources.tolerations", [{"value": "a100", "effect": "NoSchedule"}]),
-        "a toleration without key needs operator: Exists",
-    ),
-    Case(
-        "toleration-seconds-no-execute", "CEL tolerationSeconds only NoExecute",
-        set_("resources.tolerations", [{"key": "gpu", "effect": "NoSchedule", "tolerationSeconds": 60}]),
-        "tolerationSeconds applies only to effect: NoExecute",
-    ),
-    Case(
         "name-not-dns-1035", "CEL metadata.name DNS-1035",
         set_("/metadata.name", "7cloody"),
         "DreamBoothJob names are DNS-1035 labels",
@@ -355,4 +262,6 @@ CASES: list[Case] = [
         set_("/metadata.name", "cloody-" + "x" * 50),
         "DreamBoothJob names are DNS-1035 labels of at most 48",
     ),
+    # --- spec.resources: see scheduling_catalogue
+    *SCHEDULING_CASES,
 ]

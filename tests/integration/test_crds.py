@@ -247,6 +247,14 @@ def test_catalogue_covers_every_cel_rule():
         ("deepspeed-with-accelerate", "spec.distributed.deepspeed: Invalid value"),
         ("checkpoint-after-last-step", "spec.training.checkpointEverySteps: Invalid value"),
         ("revision-on-s3-model", "spec.baseModel.revision: Invalid value"),
+        ("node-selector-key", "spec.resources.nodeSelector: Invalid value"),
+        ("toleration-key-name-too-long", "spec.resources.tolerations[0].key: Invalid value"),
+        ("negative-cpu", "spec.resources.requests[cpu]: Invalid value"),
+        ("negative-integer-limit", "spec.resources.limits[cpu]: Invalid value"),
+        ("requests-above-limits", "spec.resources.requests: Invalid value"),
+        ("resource-name-two-slashes", "spec.resources.limits: Invalid value"),
+        ("extended-request-without-limit", "spec.resources.requests: Invalid value"),
+        ("gpu-resource-name", "spec.resources.gpuResourceName: Invalid value"),
     ],
 )
 def test_cel_errors_point_at_the_field(custom, catalogue_namespace, case_id, field_path):

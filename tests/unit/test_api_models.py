@@ -10,6 +10,9 @@ import yaml
 from dreambooth_api import DreamBoothJob, DreamBoothJobSpec, DreamBoothJobStatus, ModelArtifactSpec
 from pydantic import ValidationError
 
+from tests.integration.job_mutations import invalid_job, valid_job
+from tests.integration.scheduling_catalogue import SCHEDULING_CASES, VALID_EDGES
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cloody-job.yaml"
 MINIMAL = {
     "baseModel": {"uri": "hf://stable-diffusion-v1-5/stable-diffusion-v1-5"},
@@ -181,6 +184,25 @@ def test_bounds(path, value, ok):
 def test_resource_quantities(quantity):
     spec = DreamBoothJobSpec.model_validate({**MINIMAL, "resources": {"limits": {"memory": quantity}}})
     assert spec.resources.limits["memory"] == quantity
+
+
+@pytest.mark.parametrize("case", SCHEDULING_CASES, ids=lambda c: c.id)
+def test_the_models_refuse_what_admission_refuses_in_resources(case):
+    """The operator's parse and the CRD share the rules: the same catalogue, the same field."""
+    with pytest.raises(ValidationError) as refused:
+        DreamBoothJobSpec.model_validate(invalid_job(case)["spec"])
+    assert {e["loc"][0] for e in refused.value.errors()} == {"resources"}, refused.value
+
+
+@pytest.mark.parametrize(("edge", "mutate"), VALID_EDGES, ids=[edge for edge, _ in VALID_EDGES])
+def test_the_models_keep_the_valid_edges_of_resources(edge, mutate):
+    job = valid_job()
+    mutate(job)
+    given = job["spec"]["resources"]
+    resources = DreamBoothJobSpec.model_validate(job["spec"]).resources
+    assert (resources.requests, resources.limits) == (given.get("requests"), given.get("limits"))
+    assert resources.node_selector == given.get("nodeSelector")
+    assert [t.key for t in resources.tolerations or []] == [t["key"] for t in given.get("tolerations", [])]
 
 
 def test_unknown_fields_are_refused():
