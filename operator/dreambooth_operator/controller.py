@@ -16,6 +16,7 @@ from dreambooth_api import DreamBoothJobSpec
 from dreambooth_api.names import JOB_NAME_LABEL
 from kubernetes.client.exceptions import ApiException
 from minio.error import S3Error
+from pydantic import ValidationError
 
 from . import conditions as cond
 from . import metrics
@@ -23,7 +24,7 @@ from .children import JobContext
 from .gather import gather
 from .kube import Kube
 from .observation import Observation, Problem
-from .reconcile import TERMINAL, Event, Plan, plan
+from .reconcile import TERMINAL, Event, Plan, plan, spec_errors, unparsable
 from .settings import OperatorSettings
 
 log = logging.getLogger("dreambooth_operator")
@@ -144,11 +145,16 @@ class Controller:
         meta, api = body["metadata"], self.kube
         key = (meta["namespace"], meta["name"])
         status = dict(body.get("status") or {})
-        spec = DreamBoothJobSpec.model_validate(dict(body["spec"]))
-        ctx = JobContext.create(meta["name"], meta["namespace"], meta["uid"], spec, self.settings)
-        # A finished job only waits for its TTL: nothing to gather.
-        observed = Observation(now=now) if status.get("phase") in TERMINAL else gather(api, ctx, status, now)
-        decision = plan(ctx, status, meta.get("generation"), observed)
+        try:
+            spec = DreamBoothJobSpec.model_validate(dict(body["spec"]))
+        except ValidationError as err:
+            # Stored under an older, looser CRD: say so; nothing else is done until the spec changes.
+            decision = unparsable(status, meta.get("generation"), now, spec_errors(err))
+        else:
+            ctx = JobContext.create(meta["name"], meta["namespace"], meta["uid"], spec, self.settings)
+            # A finished job only waits for its TTL: nothing to gather.
+            observed = Observation(now=now) if status.get("phase") in TERMINAL else gather(api, ctx, status, now)
+            decision = plan(ctx, status, meta.get("generation"), observed)
         for kind, child in decision.delete:
             api.delete(kind, key[0], child)
         refused = self._create(body, decision.create)

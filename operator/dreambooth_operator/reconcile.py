@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from . import children
 from . import conditions as cond
 from .children import JobContext
@@ -22,6 +24,7 @@ TERMINAL = (SUCCEEDED, FAILED)
 WAIT_FOR_INPUT_SECONDS = 30.0  # re-check a spec that waits for a Secret or bucket
 # Reasons of Validated=False set when the apiserver refused to create a child (Controller).
 CHILD_REFUSED = ("ChildRejected", "ChildForbidden", "QuotaExceeded")
+UNPARSABLE_RECHECK_SECONDS = 300.0
 MAX_ETA_SECONDS = 10**9  # a status integer; steps_per_second comes from a tenant-written file
 
 
@@ -50,7 +53,7 @@ def _parse(ts: str) -> datetime.datetime:
 class _Pass:
     """One reconcile pass: accumulates the status and steps, then yields a Plan."""
 
-    def __init__(self, ctx: JobContext, status: dict, generation: int | None, obs: Observation):
+    def __init__(self, ctx: JobContext | None, status: dict, generation: int | None, obs: Observation):
         self.ctx, self.obs, self.generation = ctx, obs, generation
         self.old = status or {}
         self.status = {k: v for k, v in self.old.items()}
@@ -311,6 +314,24 @@ def _verify_adapter(p: _Pass, name: str, exists: bool) -> bool:
     return ok
 
 
+def unparsable(status: dict | None, generation: int | None, now: datetime.datetime, message: str) -> Plan:
+    """A stored spec the operator's models refuse (admitted by an older, looser CRD): a
+    Validated=False condition and one Event; re-checked only rarely unless the spec changes."""
+    if (status or {}).get("phase") in TERMINAL:
+        return Plan(status=dict(status))
+    p = _Pass(None, status or {}, generation, Observation(now=now))
+    p.plan.requeue_after = UNPARSABLE_RECHECK_SECONDS
+    p.condition(cond.VALIDATED, False, "InvalidSpec", message)
+    p.phase(p.old.get("phase") or PENDING, message)
+    return p.plan
+
+
+def spec_errors(err: ValidationError) -> str:
+    """Each refused field of a spec with its reason, bounded for a condition message."""
+    parts = [f"spec.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors(include_input=False)]
+    return ("the spec is not valid for this operator: " + "; ".join(parts))[:4096]
+
+
 def _finished(p: _Pass) -> Plan:
     """A finished job only waits for its TTL."""
     ttl = p.ctx.spec.ttl_seconds_after_finished
@@ -324,4 +345,4 @@ def _finished(p: _Pass) -> Plan:
     return p.plan
 
 
-__all__ = ["Event", "Plan", "plan"]
+__all__ = ["Event", "Plan", "plan", "spec_errors", "unparsable"]

@@ -216,3 +216,23 @@ def test_a_refused_child_stays_said_until_it_exists():
     assert conditions(created.status)["Validated"] == ("True", "InputsReady")
     respec = plan(MakeJob().no_prior().ctx(), refused, 2, Observe().obj())
     assert conditions(respec.status)["Validated"] == ("True", "InputsReady"), "a new spec is tried afresh"
+
+
+def test_a_stored_spec_the_models_refuse_is_a_condition_not_a_crash():
+    from dreambooth_api import DreamBoothJobSpec
+    from dreambooth_operator.reconcile import spec_errors, unparsable
+    from pydantic import ValidationError
+
+    spec = MakeJob().no_prior().ctx().spec.model_dump(by_alias=True, exclude_none=True)
+    spec["resources"] = {"requests": {"cpu": "1e1000"}}  # admitted by an older CRD
+    with pytest.raises(ValidationError) as refused:
+        DreamBoothJobSpec.model_validate(spec)
+    message = spec_errors(refused.value)
+    assert "spec.resources.requests" in message and "1e1000" not in message.split(":")[0]
+    first = unparsable({}, 3, NOW, message)
+    assert conditions(first.status)["Validated"] == ("False", "InvalidSpec")
+    assert first.status["phase"] == "Pending" and first.requeue_after > 0
+    assert [e.reason for e in first.events] == ["InvalidSpec", "Pending"]
+    again = unparsable(first.status, 3, NOW + datetime.timedelta(minutes=5), message)
+    assert again.status == first.status and again.events == [], "said once"
+    assert unparsable({"phase": "Succeeded"}, 4, NOW, message).status == {"phase": "Succeeded"}
