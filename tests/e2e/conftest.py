@@ -56,6 +56,9 @@ def platform(cluster, minio, session_dir, repo_root):
     upload_tree(client, model, "models/tiny-sd")
     tenant = f"e2e-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", tenant)  # before the install: its Role goes in it
+    # The tenant enforces Pod Security `restricted`, as a multi-tenant platform would.
+    cluster.kubectl("label", "namespace", tenant, "pod-security.kubernetes.io/enforce=restricted",
+                    "pod-security.kubernetes.io/enforce-version=latest")
     installed = install_operator(cluster, {
         "trainer.image.repository": TRAINER_IMAGE, "trainer.image.tag": "e2e",
         "storage.endpoint": minio.endpoint, "storage.secure": "false", "storage.bucket": BUCKET,
