@@ -135,3 +135,7 @@ class StorageLayout:
 # 8192×8192 admits a 48-megapixel phone photo (8064×6048) and 64-megapixel ones (9248×6936);
 # decoding and converting one takes a few hundred MB, which a training pod has to spare.
 MAX_IMAGE_PIXELS = 8192 * 8192
+# An uploaded photo's file (a 64 MP PNG is well under it), and how many a job may have: DreamBooth
+# needs a handful, and every one is decoded and held in memory for the whole run.
+MAX_IMAGE_BYTES = 128 << 20
+MAX_INSTANCE_IMAGES = 500

@@ -11,7 +11,14 @@ from typing import TypeVar
 
 import urllib3
 from dreambooth_api.files import ContractFile
-from dreambooth_api.names import IMAGE_SUFFIXES, PRIOR_IMAGE_PREFIX, S3_DENIED, S3_NOT_FOUND, is_image
+from dreambooth_api.names import (
+    IMAGE_SUFFIXES,
+    MAX_INSTANCE_IMAGES,
+    PRIOR_IMAGE_PREFIX,
+    S3_DENIED,
+    S3_NOT_FOUND,
+    is_image,
+)
 from dreambooth_api.s3 import Credentials, split_s3
 from minio import Minio
 from minio.error import S3Error
@@ -42,19 +49,28 @@ class Storage:
     def check_images(self, uri: str, what: str) -> Problem | None:
         """At least one image under an s3:// prefix."""
         bucket, prefix = split_s3(uri)
+        objects = images = 0
         try:
-            names = [o.object_name for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)]
+            # Counted, not kept, and no further than needed: the prefix is the tenant's to fill.
+            for obj in self.client.list_objects(bucket, prefix=prefix, recursive=True):
+                objects += 1
+                images += is_image(obj.object_name)
+                if images > MAX_INSTANCE_IMAGES:
+                    break
         except S3Error as err:
             if err.code == "NoSuchBucket":
                 return Problem("InstanceDataNotFound", f"{what} {uri}: bucket {bucket!r} does not exist")
             return _s3_problem(err, f"{what} {uri}")
         except (urllib3.exceptions.HTTPError, OSError) as err:
             return Problem("StorageUnreachable", f"storage endpoint unreachable: {type(err).__name__}")
-        if not names:
+        if not objects:
             return Problem("InstanceDataNotFound", f"{what} {uri} holds no objects")
-        if not any(is_image(n) for n in names):
+        if not images:
             return Problem("InstanceDataNotFound",
-                           f"{what} {uri} holds {len(names)} objects but no images ({', '.join(IMAGE_SUFFIXES)})")
+                           f"{what} {uri} holds {objects} objects but no images ({', '.join(IMAGE_SUFFIXES)})")
+        if images > MAX_INSTANCE_IMAGES:
+            return Problem("TooManyInstanceImages",
+                           f"{what} {uri} holds more than {MAX_INSTANCE_IMAGES} images, the most a job may use")
         return None
 
     def check_model(self, uri: str) -> Problem | None:

@@ -14,11 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from dreambooth_api.names import IMAGE_SUFFIXES, is_image, prior_image_name
+from dreambooth_api.names import (
+    IMAGE_SUFFIXES,
+    MAX_IMAGE_BYTES,
+    MAX_INSTANCE_IMAGES,
+    is_image,
+    prior_image_name,
+)
 from PIL import Image
 
 from . import photos, storage
-from .errors import DataError
+from .errors import DataError, StorageTooLarge
 
 
 @dataclass
@@ -50,9 +56,13 @@ def decode_image(data: bytes, resolution: int, where: str) -> torch.Tensor:
 def load_image_set(uri: str, names: list[str], resolution: int) -> ImageSet:
     pixels, digests = [], []
     for name in names:
-        data = storage.read_bytes(storage.join(uri, name))
+        where = storage.join(uri, name)
+        try:
+            data = storage.read_bytes(where, limit=MAX_IMAGE_BYTES)
+        except StorageTooLarge:
+            raise DataError(f"{where} is more than {MAX_IMAGE_BYTES >> 20} MiB; photos must be smaller") from None
         digests.append(hashlib.sha256(data).hexdigest())
-        pixels.append(decode_image(data, resolution, storage.join(uri, name)))
+        pixels.append(decode_image(data, resolution, where))
     return ImageSet(uri, names, digests, torch.stack(pixels))
 
 
@@ -60,6 +70,8 @@ def instance_names(uri: str) -> list[str]:
     names = [n for n in storage.list_files(uri) if is_image(n)]
     if not names:
         raise DataError(f"no instance images ({', '.join(IMAGE_SUFFIXES)}) under {uri}")
+    if len(names) > MAX_INSTANCE_IMAGES:
+        raise DataError(f"{len(names)} instance images under {uri}; at most {MAX_INSTANCE_IMAGES}")
     return names
 
 

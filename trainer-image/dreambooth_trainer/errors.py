@@ -46,3 +46,10 @@ class StorageAccessDenied(StorageError, InputError):
 class StorageNotFound(StorageError, InputError):
     exit_code = EXIT_INVALID_INPUT
     reason = "StorageNotFound"
+
+
+class StorageTooLarge(StorageError, InputError):
+    """An object over the size its reader allows: refused unread."""
+
+    exit_code = EXIT_INVALID_INPUT
+    reason = "InvalidData"

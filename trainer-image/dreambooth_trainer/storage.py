@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from dreambooth_api.names import S3_DENIED, S3_NOT_FOUND
 
-from .errors import StorageAccessDenied, StorageError, StorageNotFound
+from .errors import StorageAccessDenied, StorageError, StorageNotFound, StorageTooLarge
 
 
 def join(uri: str, *parts: str) -> str:
@@ -38,9 +38,12 @@ class FileBackend:
         parsed = urlparse(uri)
         return Path(parsed.path if parsed.scheme else uri)
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, limit: int | None = None) -> bytes:
         try:
-            return self._path(uri).read_bytes()
+            path = self._path(uri)
+            if limit is not None and path.stat().st_size > limit:
+                raise StorageTooLarge(f"{uri} is more than {limit} bytes")
+            return path.read_bytes()
         except FileNotFoundError as exc:
             raise StorageNotFound(f"not found: {uri}") from exc
         except OSError as exc:
@@ -115,18 +118,21 @@ class S3Backend:
                 f"cannot reach {self.endpoint} for {uri}: {type(exc).__name__}"
             ) from None
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, limit: int | None = None) -> bytes:
         bucket, key = self._split(uri)
 
         def get():
             resp = self.client.get_object(bucket, key)
             try:
-                return resp.read()
+                return resp.read() if limit is None else resp.read(limit + 1)
             finally:
                 resp.close()
                 resp.release_conn()
 
-        return self._call(uri, get)
+        data = self._call(uri, get)
+        if limit is not None and len(data) > limit:
+            raise StorageTooLarge(f"{uri} is more than {limit} bytes")
+        return data
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = self._split(uri)
@@ -180,8 +186,9 @@ def backend(uri: str):
     return _BACKENDS[scheme](uri)
 
 
-def read_bytes(uri: str) -> bytes:
-    return backend(uri).read_bytes(uri)
+def read_bytes(uri: str, limit: int | None = None) -> bytes:
+    """The object's bytes; with ``limit``, no more than limit + 1 are read (StorageTooLarge)."""
+    return backend(uri).read_bytes(uri, limit)
 
 
 def write_bytes(uri: str, data: bytes) -> None:

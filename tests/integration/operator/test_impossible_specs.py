@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from dreambooth_api.names import MAX_INSTANCE_IMAGES
 
 from tests.support.wait import wait_for
 
@@ -22,6 +23,8 @@ IMPOSSIBLE = [
     ("no-bucket", {"storage": {"bucket": "no-such-bucket"}}, "BucketNotFound", "'no-such-bucket' does not exist"),
     ("empty-data", {"instance.dataUri": f"s3://{BUCKET}/datasets/empty/"}, "InstanceDataNotFound", "holds no objects"),
     ("text-data", {"instance.dataUri": f"s3://{BUCKET}/datasets/text-only/"}, "InstanceDataNotFound", "no images"),
+    ("crowd", {"instance.dataUri": f"s3://{BUCKET}/datasets/crowd/"}, "TooManyInstanceImages",
+     f"more than {MAX_INSTANCE_IMAGES} images"),
     ("data-bucket", {"instance.dataUri": "s3://missing-data-bucket/cat/"}, "InstanceDataNotFound",
      "'missing-data-bucket' does not exist"),
     ("no-hf-secret", {"baseModel.secretRef": {"name": "no-hf"}}, "ModelSecretNotFound", "'no-hf' not found"),
@@ -44,6 +47,8 @@ def traps(cluster, tenant, storage, minio):
                 secret("hf-empty", OTHER="x")):
         cluster.kubectl("apply", "-n", tenant, "-f", "-", input=json.dumps(obj))
     storage.put_object(BUCKET, "datasets/text-only/notes.txt", io.BytesIO(b"no images"), 9)
+    for i in range(MAX_INSTANCE_IMAGES + 1):  # names are what is counted; the bytes are never read
+        storage.put_object(BUCKET, f"datasets/crowd/{i:04d}.png", io.BytesIO(b"x"), 1)
     artifact = {
         "apiVersion": "dreambooth.dev/v1alpha1", "kind": "ModelArtifact", "metadata": {"name": "taken-lora"},
         "spec": {"format": "diffusers-lora-safetensors", "uri": "s3://elsewhere/x.safetensors", "sha256": "b" * 64,

@@ -96,3 +96,24 @@ def test_an_invalid_config_names_the_field(job, tmp_path, capsys):
     code, result = _run("train", job, tmp_path, capsys)
     assert (code, result.reason) == (2, "InvalidConfig")
     assert "training.batchSize" in result.message
+
+
+def test_a_photo_file_over_the_byte_cap_is_refused_unread(job_with_priors, cloody, tmp_path, capsys, monkeypatch):
+    from dreambooth_trainer import data
+
+    biggest = max(p.stat().st_size for p in cloody.iterdir())
+    monkeypatch.setattr(data, "MAX_IMAGE_BYTES", biggest - 1)  # the cap, scaled to the test photos
+    job_with_priors["instance"]["dataUri"] = cloody.as_uri()
+    code, result = _run("train", job_with_priors, tmp_path, capsys)
+    assert (code, result.reason) == (2, "InvalidData")
+    assert "MiB; photos must be smaller" in result.message and "cloody-" in result.message
+
+
+def test_more_instance_photos_than_allowed_are_refused(job_with_priors, cloody, tmp_path, capsys, monkeypatch):
+    from dreambooth_trainer import data
+
+    monkeypatch.setattr(data, "MAX_INSTANCE_IMAGES", 3)
+    job_with_priors["instance"]["dataUri"] = cloody.as_uri()
+    code, result = _run("train", job_with_priors, tmp_path, capsys)
+    assert (code, result.reason) == (2, "InvalidData")
+    assert "7 instance images" in result.message and "at most 3" in result.message

@@ -46,3 +46,13 @@ def test_hub_models_fail_cleanly_offline_without_leaking_the_token(monkeypatch, 
         local_model_dir(BaseModelSource(uri="hf://runwayml/stable-diffusion-v1-5", revision="main"))
     assert "hf://runwayml/stable-diffusion-v1-5" in str(failed.value)
     assert "hf_secret_token_value" not in repr(failed.value) + str(failed.value.__cause__)
+
+
+def test_a_read_with_a_limit_refuses_a_larger_object(tmp_path):
+    from dreambooth_trainer.errors import StorageTooLarge
+
+    uri = storage.join((tmp_path / "bucket").as_uri(), "big.bin")
+    storage.write_bytes(uri, b"x" * 11)
+    assert storage.read_bytes(uri, limit=11) == b"x" * 11
+    with pytest.raises(StorageTooLarge, match="more than 10 bytes"):
+        storage.read_bytes(uri, limit=10)
