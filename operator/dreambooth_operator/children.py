@@ -128,6 +128,9 @@ def _pod_template(ctx: JobContext, component: str, args: list[str], gpus: int,
     resources = ctx.spec.resources
     pod_spec: dict = {
         "restartPolicy": "Never",
+        # The trainer never calls the Kubernetes API: no token in its pods. (Workload identity
+        # webhooks project tokens of their own, independent of this.)
+        "automountServiceAccountToken": False,
         "containers": [{
             "name": TRAINER_CONTAINER,
             "image": ctx.settings.trainer_image,
