@@ -21,9 +21,11 @@ $(INSTALL_STAMP): api/pyproject.toml operator/pyproject.toml trainer-image/pypro
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || hack/install-system-packages.sh
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
-	@# The trainer image's pins are constraints here too: the tests run what the image ships.
+	@# The trainer image's pins are constraints here too: the tests run what the image ships,
+	@# torch included (the version of the image's pytorch/pytorch base).
+	echo "torch==$$(grep -o 'pytorch/pytorch:[0-9.]*[0-9]' trainer-image/Dockerfile | cut -d: -f2)" > $(VENV)/torch.txt
 	$(UV) pip install --python $(PYTHON) -e api -e operator -e trainer-image -e cli -r requirements-test.txt \
-		-c trainer-image/requirements.txt
+		-c trainer-image/requirements.txt -c $(VENV)/torch.txt
 	@# DeepSpeed's build imports torch, so it goes in after torch, without build isolation;
 	@# at the version the trainer image pins in its Dockerfile.
 	$(UV) pip install --python $(PYTHON) --no-build-isolation "$$(grep -o 'deepspeed==[0-9.]*' trainer-image/Dockerfile)"

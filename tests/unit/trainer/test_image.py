@@ -32,3 +32,8 @@ def test_image_pins_match_what_the_tests_run(name, pinned):
 def test_deepspeed_pin_matches_what_the_tests_run():
     pinned = re.search(r"deepspeed==(\S+)", (IMAGE / "Dockerfile").read_text()).group(1)
     assert version("deepspeed") == pinned
+
+
+def test_torch_is_the_base_images():
+    base = re.search(r"^ARG BASE=pytorch/pytorch:([\d.]+)-", (IMAGE / "Dockerfile").read_text(), re.M).group(1)
+    assert version("torch").split("+")[0] == base

@@ -43,7 +43,10 @@ def test_two_shards_make_exactly_the_images_of_one_unsharded_run(job, tmp_path):
     assert sorted(expected) == [image_name(i) for i in range(5)]
     assert sorted(got) == sorted(expected)
     for name in expected:
-        assert np.array_equal(expected[name], got[name]), name
+        # The same picture: CPU kernels may round differently for another batch shape (seen:
+        # one 8-bit level on one channel value of some images, on AVX-512), never more.
+        diff = np.abs(expected[name].astype(int) - got[name].astype(int))
+        assert diff.max() <= 1 and np.count_nonzero(diff) <= diff.size // 1000, (name, diff.max())
     assert len({arr.tobytes() for arr in expected.values()}) == 5, "each index has its own seed"
 
     manifest = PriorManifest.loads((sharded / "manifest-0001-of-0002.json").read_bytes())
