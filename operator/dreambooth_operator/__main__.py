@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import kopf
 from prometheus_client import start_http_server
 
 from .handlers import CONTROLLER  # importing it registers the handlers
+from .settings import OperatorSettings
 
 
-def main() -> int:
+def settings_help() -> str:
+    """Every setting, as the environment variable that sets it (the chart renders them)."""
+    prefix = OperatorSettings.model_config["env_prefix"]
+    lines = ["settings (environment variables):"]
+    for name, info in OperatorSettings.model_fields.items():
+        default = ",".join(info.default) if isinstance(info.default, tuple) else info.default
+        lines.append(f"  {prefix}{name.upper()}  (default: {default!r})")
+        if info.description:
+            lines.append(f"      {info.description}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="python -m dreambooth_operator",
+        description="Run the dreambooth-operator: reconcile DreamBoothJobs into LoRA adapters and "
+                    "ModelArtifacts. Configured by environment variables only.",
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(argv)
     settings = CONTROLLER.settings
     kopf.configure(log_format=kopf.LogFormat.PLAIN)  # INFO to stderr, as `kopf run` would
     if settings.metrics_port:
