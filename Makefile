@@ -10,7 +10,7 @@ PYTEST := $(VENV)/bin/pytest
 UV_VERSION := 0.13.9
 INSTALL_STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-unit test-integration lint e2e bench crds chart binaries cluster-up cluster-down clean
+.PHONY: help install demo test test-unit test-integration lint e2e bench crds chart binaries images cluster-up cluster-down clean
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ crds: install ## Regenerate crds/ from the pydantic models and copy them into th
 chart: binaries ## Lint the Helm chart and run its tests
 	$$($(PYTHON) -m tests.support binaries helm | awk '$$1=="helm"{print $$2}') lint --strict charts/dreambooth-operator
 	$(PYTEST) tests/chart
+
+images: install ## Build the operator and trainer images with podman, offline (stand-in bases from Debian)
+	hack/images.sh
 
 cluster-up: binaries ## Start a local control plane + MinIO + Prometheus (state in .cluster/)
 	$(PYTHON) -m tests.support up
