@@ -9,18 +9,28 @@ a timer — reaches the same decision.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
 from . import children
 from . import conditions as cond
 from .children import JobContext
-from .observation import ChildJob, Observation
+from .observation import Observation
+from .passes import (
+    FAILED,
+    PENDING,
+    PRIORS,
+    PUBLISHING,
+    SUCCEEDED,
+    SUSPENDED,
+    TERMINAL,
+    TRAINING,
+    Event,
+    Pass,
+    Plan,
+    parse_timestamp,
+)
 
-PENDING, PRIORS, TRAINING, PUBLISHING = "Pending", "GeneratingPriors", "Training", "Publishing"
-SUCCEEDED, FAILED, SUSPENDED = "Succeeded", "Failed", "Suspended"
-TERMINAL = (SUCCEEDED, FAILED)
 WAIT_FOR_INPUT_SECONDS = 30.0  # re-check a spec that waits for a Secret or bucket
 # Reasons of Validated=False set when the apiserver refused to create a child (Controller).
 CHILD_REFUSED = ("ChildRejected", "ChildForbidden", "QuotaExceeded")
@@ -28,79 +38,8 @@ UNPARSABLE_RECHECK_SECONDS = 300.0
 MAX_ETA_SECONDS = 10**9  # a status integer; steps_per_second comes from a tenant-written file
 
 
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
-
-
-@dataclass
-class Plan:
-    status: dict
-    create: list[dict] = field(default_factory=list)
-    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
-    events: list[Event] = field(default_factory=list)
-    delete_job: bool = False
-    requeue_after: float | None = None
-    artifact_status: tuple[str, dict] | None = None  # (ModelArtifact name, its new status)
-
-
-def _parse(ts: str) -> datetime.datetime:
-    return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-
-
-class _Pass:
-    """One reconcile pass: accumulates the status and steps, then yields a Plan."""
-
-    def __init__(self, ctx: JobContext | None, status: dict, generation: int | None, obs: Observation):
-        self.ctx, self.obs, self.generation = ctx, obs, generation
-        self.old = status or {}
-        self.status = {k: v for k, v in self.old.items()}
-        self.status["observedGeneration"] = generation
-        self.now = cond.timestamp(obs.now)
-        self.plan = Plan(status=self.status)
-
-    def condition(self, type_: str, ok: bool, reason: str, message: str) -> None:
-        before = cond.find(self.status.get("conditions"), type_)
-        self.status["conditions"] = cond.set_condition(
-            self.status.get("conditions"), type_, ok, reason, message, self.now, self.generation)
-        flipped = before is None or before["status"] != ("True" if ok else "False")
-        if flipped and not ok and type_ in cond.WARN_WHEN_FALSE:
-            self.plan.events.append(Event("Warning", reason, message))
-
-    def phase(self, phase: str, message: str) -> None:
-        if self.old.get("phase") != phase:
-            kind = "Warning" if phase == FAILED else "Normal"
-            self.plan.events.append(Event(kind, phase, message))
-        self.status["phase"] = phase
-
-    def fail(self, reason: str, message: str) -> Plan:
-        self.condition(cond.FAILED, True, reason, message)
-        self.status.setdefault("completionTime", self.now)
-        self.phase(FAILED, message)
-        self.delete_active()
-        return self.plan
-
-    def delete_active(self) -> None:
-        for job in (self.obs.priors_job, self.obs.train_job, self.obs.publish_job):
-            if job and job.finished is None:
-                self.plan.delete.append(("Job", job.name))
-
-    def ensure(self, exists: bool, obj: dict) -> None:
-        if not exists:
-            self.plan.create.append(obj)
-
-    def rejected(self, job: ChildJob, what: str) -> Plan:
-        """A FailJob rule ended ``job``: the trainer refused its input; retrying cannot help."""
-        report = job.report
-        reason = report.reason if report and report.reason else "InvalidInput"
-        detail = report.message if report and report.message else job.message
-        return self.fail(reason, f"{what} refused its input (exit code 2, not retried): {detail}")
-
-
 def plan(ctx: JobContext, status: dict | None, generation: int | None, obs: Observation) -> Plan:
-    p = _Pass(ctx, status or {}, generation, obs)
+    p = Pass(ctx, status or {}, generation, obs)
     spec = ctx.spec
     if p.status.get("phase") in TERMINAL:
         return _finished(p)
@@ -119,7 +58,7 @@ def plan(ctx: JobContext, status: dict | None, generation: int | None, obs: Obse
     _files(p)
 
     deadline = spec.active_deadline_seconds
-    if deadline and (obs.now - _parse(p.status["startTime"])).total_seconds() > deadline:
+    if deadline and (obs.now - parse_timestamp(p.status["startTime"])).total_seconds() > deadline:
         return p.fail("DeadlineExceeded", f"the job ran longer than activeDeadlineSeconds={deadline}")
 
     if spec.suspend:
@@ -141,14 +80,14 @@ def plan(ctx: JobContext, status: dict | None, generation: int | None, obs: Obse
     return p.plan
 
 
-def _refused(p: _Pass) -> bool:
+def _refused(p: Pass) -> bool:
     """A child create this generation was refused (by the Controller): keep saying so."""
     validated = cond.find(p.status.get("conditions"), cond.VALIDATED)
     return bool(validated and validated["status"] == "False" and validated["reason"] in CHILD_REFUSED
                 and validated.get("observedGeneration") == p.generation)
 
 
-def _files(p: _Pass) -> None:
+def _files(p: Pass) -> None:
     """Files in the tenant's storage that are too large or malformed: said once, then ignored."""
     bad = p.obs.bad_files
     if bad:
@@ -157,7 +96,7 @@ def _files(p: _Pass) -> None:
         p.condition(cond.FILES_VALID, True, "FilesValid", "the job's files in storage parse")
 
 
-def _pods_created(p: _Pass) -> None:
+def _pods_created(p: Pass) -> None:
     """A running child Job that cannot create pods (admission, quota, Pod Security) is said at
     once and fails the job after pod_creation_timeout_seconds."""
     stuck = next((j for j in (p.obs.priors_job, p.obs.train_job, p.obs.publish_job)
@@ -168,7 +107,7 @@ def _pods_created(p: _Pass) -> None:
         return
     message = f"Job {stuck.name} cannot create its pods: {stuck.create_failure}"
     p.condition(cond.PODS_CREATED, False, "FailedCreate", message)
-    since = _parse(cond.find(p.status["conditions"], cond.PODS_CREATED)["lastTransitionTime"])
+    since = parse_timestamp(cond.find(p.status["conditions"], cond.PODS_CREATED)["lastTransitionTime"])
     timeout = p.ctx.settings.pod_creation_timeout_seconds
     if (p.obs.now - since).total_seconds() >= timeout:
         p.fail("PodsNotCreated", f"{message} (for {timeout:.0f}s)")
@@ -176,7 +115,7 @@ def _pods_created(p: _Pass) -> None:
         p.plan.requeue_after = min(p.plan.requeue_after or timeout, timeout)
 
 
-def _progress(p: _Pass) -> None:
+def _progress(p: Pass) -> None:
     spec, obs = p.ctx.spec, p.obs
     if spec.prior and spec.prior.enabled:
         p.status["priors"] = {"ready": min(obs.priors_ready, spec.prior.num_images), "total": spec.prior.num_images}
@@ -199,7 +138,7 @@ def _progress(p: _Pass) -> None:
     p.status["progress"] = f"{training['step']}/{training['maxSteps']}"
 
 
-def _priors(p: _Pass) -> bool:
+def _priors(p: Pass) -> bool:
     """True when the class images are all in storage (or not wanted)."""
     spec, obs = p.ctx.spec, p.obs
     if not (spec.prior and spec.prior.enabled):
@@ -224,7 +163,7 @@ def _priors(p: _Pass) -> bool:
     return False
 
 
-def _training(p: _Pass) -> bool:
+def _training(p: Pass) -> bool:
     """True once training finished; drives attempts and restarts until then."""
     if cond.is_true(p.status.get("conditions"), cond.TRAINED):
         return True
@@ -260,7 +199,7 @@ def _training(p: _Pass) -> bool:
     return False
 
 
-def _publishing(p: _Pass) -> Plan:
+def _publishing(p: Pass) -> Plan:
     obs, name = p.obs, p.ctx.artifact
     if obs.result is None:
         job = obs.publish_job
@@ -290,7 +229,7 @@ def _publishing(p: _Pass) -> Plan:
     return p.plan
 
 
-def _verify_adapter(p: _Pass, name: str, exists: bool) -> bool:
+def _verify_adapter(p: Pass, name: str, exists: bool) -> bool:
     """The stored adapter is what publish reported: same sha256 and size. Its ModelArtifact is
     created (or marked Ready) only then; otherwise the job fails and none is made Ready."""
     result, stored = p.obs.result, p.obs.adapter
@@ -319,7 +258,7 @@ def unparsable(status: dict | None, generation: int | None, now: datetime.dateti
     Validated=False condition and one Event; re-checked only rarely unless the spec changes."""
     if (status or {}).get("phase") in TERMINAL:
         return Plan(status=dict(status))
-    p = _Pass(None, status or {}, generation, Observation(now=now))
+    p = Pass(None, status or {}, generation, Observation(now=now))
     p.plan.requeue_after = UNPARSABLE_RECHECK_SECONDS
     p.condition(cond.VALIDATED, False, "InvalidSpec", message)
     p.phase(p.old.get("phase") or PENDING, message)
@@ -332,12 +271,12 @@ def spec_errors(err: ValidationError) -> str:
     return ("the spec is not valid for this operator: " + "; ".join(parts))[:4096]
 
 
-def _finished(p: _Pass) -> Plan:
+def _finished(p: Pass) -> Plan:
     """A finished job only waits for its TTL."""
     ttl = p.ctx.spec.ttl_seconds_after_finished
     done = p.status.get("completionTime")
     if ttl is not None and done:
-        remaining = ttl - (p.obs.now - _parse(done)).total_seconds()
+        remaining = ttl - (p.obs.now - parse_timestamp(done)).total_seconds()
         if remaining <= 0:
             p.plan.delete_job = True
         else:
