@@ -1,14 +1,19 @@
-"""Pinned binaries of the test control plane, found or built from their Go modules.
+"""Pinned binaries of the test control plane and node, found or built from their Go modules.
 
-Lookup order for each tool: ``KUBEBUILDER_ASSETS`` (envtest's convention), then ``PATH`` —
-either only when the binary reports the pinned version — then the versioned build cache
-(``$DREAMBOOTH_TEST_CACHE`` or ``~/.cache/dreambooth-operator/bin``). Missing tools are built
+Lookup order for each tool: the versioned build cache (``$DREAMBOOTH_TEST_CACHE`` or
+``~/.cache/dreambooth-operator/bin``), then ``KUBEBUILDER_ASSETS`` (envtest's convention), then
+``PATH`` — either only when the binary reports the pinned version. Missing tools are built
 with the Go toolchain; only the first run on a machine pays for it.
+
+The node's own small programs (``pause``, ``fake-gpu-device-plugin``) are built from the Go
+module in ``tests/support/nodeparts``; their version is a hash of that source, so an edit
+rebuilds them, and they are never taken from outside the cache.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -21,25 +26,46 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
 HELM_VERSION = "v3.19.0"
+COREDNS_VERSION = "v1.15.0"
 # MinIO tags releases as RELEASE.<date>, which Go sees only as a pseudo-version.
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 
 # Bump when a recipe changes so stale caches are not reused.
 CACHE_LAYOUT = "v1"
 
+# The test node's own Go programs, built from the repository rather than pinned upstream.
+NODEPARTS = Path(__file__).parent / "nodeparts"
+
+
+def _source_hash(root: Path) -> str:
+    """First 12 hex digits of a sha256 over every file under root (path and content), sorted by path."""
+    digest = hashlib.sha256()
+    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
+    for relative, path in files:
+        digest.update(f"{relative}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+NODEPARTS_VERSION = _source_hash(NODEPARTS)
+
 
 @dataclasses.dataclass(frozen=True)
 class Tool:
     name: str
     version: str
-    # Substring `<tool> --version`-style output must contain to accept a binary found outside the cache.
+    # Substring `<tool> --version`-style output must contain to accept a binary found outside the
+    # cache; "" when the tool cannot be found outside the cache (no version flag worth trusting).
     version_marker: str
     version_args: tuple[str, ...]
-    # None when the tool cannot be found outside the cache (it has no version flag worth trusting).
     recipe: str
 
 
-KUBE_TOOLS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+CONTROL_PLANE_TOOLS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+# The real node's own (tests/support/node.py); built in the same module so they share its cache.
+NODE_TOOLS = ("kubelet", "kube-proxy")
+KUBE_TOOLS = (*CONTROL_PLANE_TOOLS, *NODE_TOOLS)
+# The pod sandbox's init process and a fake nvidia.com/gpu device plugin: tests/support/nodeparts/cmd/<name>.
+LOCAL_TOOLS = ("pause", "fake-gpu-device-plugin")
 
 TOOLS: dict[str, Tool] = {
     **{
@@ -56,12 +82,15 @@ TOOLS: dict[str, Tool] = {
     "kwok": Tool("kwok", KWOK_VERSION, KWOK_VERSION, ("--version",), "go-install"),
     "helm": Tool("helm", HELM_VERSION, HELM_VERSION, ("version", "--short"), "go-install"),
     "minio": Tool("minio", MINIO_VERSION, "", (), "go-install"),
+    "coredns": Tool("coredns", COREDNS_VERSION, COREDNS_VERSION.lstrip("v"), ("-version",), "go-install"),
+    **{name: Tool(name, NODEPARTS_VERSION, "", (), "local") for name in LOCAL_TOOLS},
 }
 
 GO_INSTALL_PACKAGES = {
     "kwok": f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
     "helm": f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}",
     "minio": f"github.com/minio/minio@{MINIO_VERSION}",
+    "coredns": f"github.com/coredns/coredns@{COREDNS_VERSION}",
 }
 
 
@@ -123,6 +152,8 @@ def ensure(names: tuple[str, ...] | list[str] | None = None) -> dict[str, Path]:
             _build_etcd()
         elif recipe == "go-install":
             _go_install(name)
+        elif recipe == "local":
+            _build_local(name)
     result = {name: find(name) for name in names}
     unresolved = [n for n, p in result.items() if p is None]
     if unresolved:
@@ -231,6 +262,17 @@ def _go_install(name: str) -> None:
     _log(f"{name} {tool.version}: go install")
     _run(["go", "install", "-ldflags", "-s -w", GO_INSTALL_PACKAGES[name]], gobin, env)
     _install_binary(gobin / name, tool)
+
+
+def _build_local(name: str) -> None:
+    tool = TOOLS[name]
+    env = _go_env(NODEPARTS)
+    env["CGO_ENABLED"] = "0"  # static: pause is PID 1 of a sandbox with nothing else in it
+    env["GOFLAGS"] = "-mod=readonly -buildvcs=false"  # go.sum is committed; never rewrite the checkout
+    out = cache_root() / "src" / f"{name}-{tool.version}" / name
+    _log(f"{name} {tool.version}: building tests/support/nodeparts/cmd/{name}")
+    _run(["go", "build", "-ldflags", "-s -w", "-o", str(out), f"./cmd/{name}"], NODEPARTS, env)
+    _install_binary(out, tool)
 
 
 def main(argv: list[str] | None = None) -> int:
