@@ -10,7 +10,7 @@ PYTEST := $(VENV)/bin/pytest
 UV_VERSION := 0.13.9
 INSTALL_STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test test-unit test-integration lint e2e bench crds chart binaries images cluster-up cluster-down clean
+.PHONY: help install demo test test-unit test-integration lint e2e containers bench crds chart binaries images cluster-up cluster-down clean
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ binaries: install ## Find or build the pinned control-plane binaries (cached out
 demo: install ## Run the cloody job locally on a tiny model (no cluster, ~1-2 min on 2 cores); prints the grid
 	$(VENV)/bin/dreambooth run -f examples/cloody-job.yaml --workdir demo-output --tiny
 
-test: binaries ## Run all tests (starts its own control plane, MinIO and Prometheus)
+test: binaries images ## Run all tests (starts its own control planes, MinIO, Prometheus and a real node)
 	$(PYTEST) tests
 
 test-unit: install ## Run the unit tests only (no servers)
@@ -46,8 +46,11 @@ test-unit: install ## Run the unit tests only (no servers)
 test-integration: binaries ## Run the integration tests (real control plane, MinIO, Prometheus)
 	$(PYTEST) tests/integration
 
-e2e: binaries ## Run the end-to-end tests
+e2e: binaries ## Run the end-to-end tests (pods as processes of the test node agent)
 	$(PYTEST) tests/e2e
+
+containers: binaries images ## Run the container tier: the images on a real node (kubelet, containerd)
+	$(PYTEST) tests/containers
 
 lint: install ## Lint: ruff, dead code (vulture, allowlist reviewed), CRDs in step with the models
 	$(VENV)/bin/ruff check api operator trainer-image cli tests bench hack

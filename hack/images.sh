@@ -74,7 +74,7 @@ check() {  # tag, uid, writable dirs...
   local tag=$1 uid=$2 mounts=() dir
   shift 2
   for dir in "$@"; do mounts+=(--tmpfs "$dir"); done
-  podman run --rm --read-only --user "$uid" "${mounts[@]}" "$tag" --help >/dev/null
+  podman run --rm --network none --read-only --user "$uid" "${mounts[@]}" "$tag" --help >/dev/null
   log "  $tag --help runs as uid $uid on a read-only root"
 }
 

@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = Path(str(item.fspath))
-        for kind in ("integration", "e2e", "chart"):
+        for kind in ("integration", "e2e", "chart", "containers"):
             if f"tests/{kind}/" in path.as_posix():
                 item.add_marker(getattr(pytest.mark, kind))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 import kopf
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        # Named here, not by kopf's default `<user>@<host>`: that looks the uid up in
+        # /etc/passwd, where the image's non-root uid (or one the chart sets) has no entry.
+        identity=socket.gethostname(),
     )
     return 0
 

@@ -7,17 +7,15 @@ while the modules before it ran, so all of them share one operator and one Servi
 
 from __future__ import annotations
 
-import io
 import json
-import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from tests.support.chart import InstalledOperator, install_operator
+from tests.support.datasets import upload_cloody_and_tiny_model
 from tests.support.node_agent import NodeAgent
 from tests.support.operator_process import OperatorProcess
 
@@ -37,23 +35,10 @@ class Platform:
     exercised: set[str] = field(default_factory=set)  # tests that drove the operator to the end
 
 
-def upload_tree(client, root: Path, prefix: str) -> None:
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        client.put_object(BUCKET, f"{prefix}/{path.relative_to(root).as_posix()}", io.BytesIO(data), len(data))
-
-
 @pytest.fixture(scope="package")
 def platform(cluster, minio, session_dir, repo_root):
     """What a platform team sets up, then what a tenant admin adds: the storage Secret."""
-    client = minio.client()
-    if not client.bucket_exists(BUCKET):
-        client.make_bucket(BUCKET)
-    upload_tree(client, repo_root / "examples/data/cloody-cat", "datasets/cloody-cat")
-    model = session_dir / "tiny-sd"
-    subprocess.run([sys.executable, "-m", "dreambooth_trainer", "tiny-model", str(model)], check=True,
-                   capture_output=True)
-    upload_tree(client, model, "models/tiny-sd")
+    upload_cloody_and_tiny_model(minio.client(), BUCKET, session_dir)
     tenant = f"e2e-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", tenant)  # before the install: its Role goes in it
     # The tenant enforces Pod Security `restricted`, as a multi-tenant platform would.

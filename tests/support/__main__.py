@@ -2,7 +2,7 @@
 
     python -m tests.support up     # control plane + MinIO + Prometheus, detached
     python -m tests.support down   # stop them and remove their state
-    python -m tests.support binaries   # only build/locate the pinned binaries
+    python -m tests.support binaries [NAME…]   # only build/locate the pinned binaries
 """
 
 from __future__ import annotations
@@ -71,11 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "binaries"])
+    parser.add_argument("names", nargs="*", help="binaries: only these tools (default: all)")
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR)
     parser.add_argument("--gpu-nodes", type=int, default=4)
     args = parser.parse_args(argv)
     if args.command == "binaries":
-        return binaries.main([])
+        return binaries.main(args.names)
     if args.command == "up":
         return up(args.state_dir, args.gpu_nodes)
     return down(args.state_dir)

@@ -82,7 +82,7 @@ TOOLS: dict[str, Tool] = {
     "kwok": Tool("kwok", KWOK_VERSION, KWOK_VERSION, ("--version",), "go-install"),
     "helm": Tool("helm", HELM_VERSION, HELM_VERSION, ("version", "--short"), "go-install"),
     "minio": Tool("minio", MINIO_VERSION, "", (), "go-install"),
-    "coredns": Tool("coredns", COREDNS_VERSION, COREDNS_VERSION.lstrip("v"), ("-version",), "go-install"),
+    "coredns": Tool("coredns", COREDNS_VERSION, COREDNS_VERSION.lstrip("v"), ("-version",), "coredns"),
     **{name: Tool(name, NODEPARTS_VERSION, "", (), "local") for name in LOCAL_TOOLS},
 }
 
@@ -90,7 +90,6 @@ GO_INSTALL_PACKAGES = {
     "kwok": f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
     "helm": f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}",
     "minio": f"github.com/minio/minio@{MINIO_VERSION}",
-    "coredns": f"github.com/coredns/coredns@{COREDNS_VERSION}",
 }
 
 
@@ -150,6 +149,8 @@ def ensure(names: tuple[str, ...] | list[str] | None = None) -> dict[str, Path]:
         recipe = TOOLS[name].recipe
         if recipe == "etcd":
             _build_etcd()
+        elif recipe == "coredns":
+            _build_coredns()
         elif recipe == "go-install":
             _go_install(name)
         elif recipe == "local":
@@ -250,6 +251,30 @@ def _build_etcd() -> None:
     out = workdir / "out" / "etcd"
     _run(["go", "build", "-ldflags", "-s -w", "-o", str(out), "."], workdir, env)
     _install_binary(out, TOOLS["etcd"])
+
+
+# The plugins the test node's Corefile uses (tests/support/node.py): CoreDNS with all of its
+# plugins pulls in every cloud SDK and takes minutes longer to build.
+COREDNS_PLUGINS = ("bind", "errors", "ready", "kubernetes")
+
+
+def _build_coredns() -> None:
+    workdir = cache_root() / "src" / f"coredns-{COREDNS_VERSION}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = _go_env(workdir)
+    (workdir / "go.mod").write_text(
+        f"module dreambooth.dev/test/coredns\n\ngo 1.26.0\n\nrequire github.com/coredns/coredns {COREDNS_VERSION}\n"
+    )
+    plugins = "".join(f'\t_ "github.com/coredns/coredns/plugin/{name}"\n' for name in COREDNS_PLUGINS)
+    (workdir / "main.go").write_text(
+        f'package main\n\nimport (\n\t"github.com/coredns/coredns/coremain"\n{plugins})\n\n'
+        "func main() { coremain.Run() }\n"
+    )
+    _run(["go", "mod", "tidy"], workdir, env)
+    _log(f"coredns {COREDNS_VERSION}: building (plugins: {', '.join(COREDNS_PLUGINS)})")
+    out = workdir / "out" / "coredns"
+    _run(["go", "build", "-ldflags", "-s -w", "-o", str(out), "."], workdir, env)
+    _install_binary(out, TOOLS["coredns"])
 
 
 def _go_install(name: str) -> None:

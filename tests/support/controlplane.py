@@ -41,6 +41,13 @@ AUDIT_POLICY = {
 }
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl call whose message carries what kubectl said (pytest shows only that)."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr.strip()[-3000:]}"
+
+
 def gpu_node(name: str, gpus: int = 8) -> dict:
     """A Node kwok keeps Ready, advertising GPUs the way the NVIDIA device plugin does."""
     resources = {"cpu": "64", "memory": "512Gi", "pods": "110", "ephemeral-storage": "1Ti", GPU_RESOURCE: str(gpus)}
@@ -63,15 +70,20 @@ def gpu_node(name: str, gpus: int = 8) -> dict:
 
 
 class ControlPlane:
-    def __init__(self, workdir: Path, gpu_nodes: int = 4, detached: bool = False) -> None:
+    def __init__(self, workdir: Path, gpu_nodes: int = 4, detached: bool = False,
+                 address: str = "127.0.0.1") -> None:
+        """``address``: where the apiserver listens and what it advertises as the `kubernetes`
+        Service's endpoint; a real node's pods reach it there (tests/support/node.py), so a
+        cluster with one passes the node's address, never loopback."""
         self.workdir = workdir
         self.gpu_nodes = gpu_nodes
         self.detached = detached
+        self.address = address
         self.processes: list[Process] = []
         self.logs = workdir / "logs"
         self.pki = workdir / "pki"
         self.apiserver_port = free_port()
-        self.server = f"https://127.0.0.1:{self.apiserver_port}"
+        self.server = f"https://{address}:{self.apiserver_port}"
         self.kubeconfig = workdir / "admin.kubeconfig"
         # JSON lines, one audit event each (tests/support/audit.py reads them); see AUDIT_POLICY.
         self.audit_log = workdir / "audit" / "audit.log"
@@ -82,15 +94,16 @@ class ControlPlane:
     def start(self) -> ControlPlane:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.pki.mkdir(parents=True, exist_ok=True)
-        self.bin = binaries.ensure(["etcd", *binaries.KUBE_TOOLS, "kwok"])
+        self.bin = binaries.ensure(["etcd", *binaries.CONTROL_PLANE_TOOLS, *(["kwok"] if self.gpu_nodes else [])])
         started = time.monotonic()
         try:
             self._make_credentials()
             self._start_etcd()
             self._start_apiserver()
             self._start_controllers()
-            self._start_kwok()
-            self._create_gpu_nodes()
+            if self.gpu_nodes:
+                self._start_kwok()
+                self._create_gpu_nodes()
         except BaseException:
             self.stop()
             raise
@@ -112,10 +125,13 @@ class ControlPlane:
     def _make_credentials(self) -> None:
         self.ca = CertificateAuthority(self.pki)
         self.serving = self.ca.issue(
-            "apiserver", "kube-apiserver", server_ips=("127.0.0.1", "10.96.0.1"),
+            "apiserver", "kube-apiserver", server_ips=tuple(dict.fromkeys(("127.0.0.1", self.address, "10.96.0.1"))),
             server_dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
         )
         self.admin = self.ca.issue("admin", "test-admin", organizations=("system:masters",))
+        # How the apiserver authenticates to kubelets (logs, exec); a real node trusts the CA.
+        self.kubelet_client = self.ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                                            organizations=("system:masters",))
         self.sa_key = service_account_signing_key(self.pki)
         write_kubeconfig(self.kubeconfig, self.server, self.ca.cert_path, "admin",
                          client_cert=self.admin.cert, client_key=self.admin.key)
@@ -151,8 +167,11 @@ class ControlPlane:
         apiserver = self._spawn("kube-apiserver", [
             str(self.bin["kube-apiserver"]),
             "--etcd-servers", self.etcd_url,
-            "--bind-address", "127.0.0.1",
-            "--advertise-address", "127.0.0.1",
+            "--bind-address", self.address,
+            "--advertise-address", self.address,
+            "--kubelet-client-certificate", str(self.kubelet_client.cert),
+            "--kubelet-client-key", str(self.kubelet_client.key),
+            "--kubelet-preferred-address-types", "InternalIP",  # node names resolve nowhere here
             "--secure-port", str(self.apiserver_port),
             "--tls-cert-file", str(self.serving.cert),
             "--tls-private-key-file", str(self.serving.key),
@@ -241,7 +260,7 @@ class ControlPlane:
         argv = [str(self.bin["kubectl"]), "--kubeconfig", str(kubeconfig or self.kubeconfig), *args]
         result = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout)
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, argv, result.stdout, result.stderr)
+            raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
         return result
 
     def api_client(self, kubeconfig: Path | None = None) -> kubernetes.client.ApiClient:

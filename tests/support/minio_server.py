@@ -1,4 +1,4 @@
-"""A real MinIO server on loopback with generated root credentials and throwaway data."""
+"""A real MinIO server (on loopback unless told otherwise) with generated root credentials and throwaway data."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .processes import Process, free_port, http_ok
 class MinioServer:
     workdir: Path
     detached: bool = False
+    address: str = "127.0.0.1"  # a real node's pods reach it on the node's address
     access_key: str = field(default_factory=lambda: "test-" + secrets.token_hex(6))
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     endpoint: str = ""
@@ -24,12 +25,12 @@ class MinioServer:
     def start(self) -> MinioServer:
         minio = binaries.ensure(["minio"])["minio"]
         port = free_port()
-        self.endpoint = f"127.0.0.1:{port}"
+        self.endpoint = f"{self.address}:{port}"
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.process = Process(
             "minio",
             [str(minio), "server", str(self.workdir / "data"), "--quiet",
-             "--address", self.endpoint, "--console-address", f"127.0.0.1:{free_port()}"],
+             "--address", self.endpoint, "--console-address", f"{self.address}:{free_port()}"],
             self.workdir / "logs",
             env={
                 "MINIO_ROOT_USER": self.access_key,

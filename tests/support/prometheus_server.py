@@ -51,6 +51,8 @@ class PrometheusServer:
             "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
             "scrape_configs": [{
                 "job_name": "tests",
+                # As the chart's monitors: the operator labels each job's own `namespace`.
+                "honor_labels": True,
                 "scrape_interval": SCRAPE_INTERVAL,
                 "scrape_timeout": SCRAPE_INTERVAL,
                 "file_sd_configs": [{"files": [str(self.targets_file)], "refresh_interval": "1s"}],
