@@ -37,7 +37,9 @@ binaries: install ## Find or build the pinned control-plane binaries (cached out
 demo: install ## Run the cloody job locally on a tiny model (no cluster, ~1-2 min on 2 cores); prints the grid
 	$(VENV)/bin/dreambooth run -f examples/cloody-job.yaml --workdir demo-output --tiny
 
-test: binaries images ## Run all tests (starts its own control planes, MinIO, Prometheus and a real node)
+test: install ## Run all tests (starts its own control planes, MinIO, Prometheus and a real node)
+	@# Side by side: the Go builds are CPU-bound, the image builds mostly downloads and disk.
+	$(MAKE) --no-print-directory -j2 binaries images
 	$(PYTEST) tests
 
 test-unit: install ## Run the unit tests only (no servers)

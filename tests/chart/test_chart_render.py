@@ -103,8 +103,9 @@ def test_monitors_render_only_when_enabled(chart_helm, rendered_defaults, kind, 
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [RELEASE_NAMESPACE]}
     endpoints = monitor["spec"]["endpoints" if kind == "ServiceMonitor" else "podMetricsEndpoints"]
+    # honorLabels: the operator's `namespace` label is each job's, not the operator's own.
     assert endpoints == [
-        {"port": "http-metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "5s"}
+        {"port": "http-metrics", "path": "/metrics", "honorLabels": True, "interval": "15s", "scrapeTimeout": "5s"}
     ]
     # The monitor's selector must find the object it scrapes: the Service, or the operator pod.
     target = one(objects, "Service")["metadata"] if kind == "ServiceMonitor" else \
