@@ -33,7 +33,6 @@ MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 # Bump when a recipe changes so stale caches are not reused.
 CACHE_LAYOUT = "v1"
 
-# The test node's own Go programs, built from the repository rather than pinned upstream.
 NODEPARTS = Path(__file__).parent / "nodeparts"
 
 
@@ -233,24 +232,27 @@ def _build_kubernetes(names: list[str]) -> None:
         _install_binary(out, TOOLS[name])
 
 
-def _build_etcd() -> None:
-    # etcd's root module carries replace directives, so `go install` refuses it; a wrapper
-    # module requires the server module and calls its main.
-    workdir = cache_root() / "src" / f"etcd-{ETCD_VERSION}"
+def _build_wrapper(name: str, requirement: str, imports: tuple[str, ...], main: str, what: str = "") -> None:
+    """Build ``name`` from a wrapper module that requires ``requirement`` and calls its main."""
+    tool = TOOLS[name]
+    workdir = cache_root() / "src" / f"{name}-{tool.version}"
     workdir.mkdir(parents=True, exist_ok=True)
     env = _go_env(workdir)
     (workdir / "go.mod").write_text(
-        f"module dreambooth.dev/test/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 {ETCD_VERSION}\n"
-    )
-    (workdir / "main.go").write_text(
-        'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
-        "func main() { etcdmain.Main(os.Args) }\n"
-    )
+        f"module dreambooth.dev/test/{name}\n\ngo 1.26.0\n\nrequire {requirement} {tool.version}\n")
+    lines = "".join(f"\t{line}\n" for line in imports)
+    (workdir / "main.go").write_text(f"package main\n\nimport (\n{lines})\n\nfunc main() {{ {main} }}\n")
     _run(["go", "mod", "tidy"], workdir, env)
-    _log(f"etcd {ETCD_VERSION}: building")
-    out = workdir / "out" / "etcd"
+    _log(f"{name} {tool.version}: building{what}")
+    out = workdir / "out" / name
     _run(["go", "build", "-ldflags", "-s -w", "-o", str(out), "."], workdir, env)
-    _install_binary(out, TOOLS["etcd"])
+    _install_binary(out, tool)
+
+
+def _build_etcd() -> None:
+    # etcd's root module carries replace directives, so `go install` refuses it.
+    _build_wrapper("etcd", "go.etcd.io/etcd/server/v3", ('"os"', '"go.etcd.io/etcd/server/v3/etcdmain"'),
+                   "etcdmain.Main(os.Args)")
 
 
 # The plugins the test node's Corefile uses (tests/support/node.py): CoreDNS with all of its
@@ -259,22 +261,9 @@ COREDNS_PLUGINS = ("bind", "errors", "ready", "kubernetes")
 
 
 def _build_coredns() -> None:
-    workdir = cache_root() / "src" / f"coredns-{COREDNS_VERSION}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = _go_env(workdir)
-    (workdir / "go.mod").write_text(
-        f"module dreambooth.dev/test/coredns\n\ngo 1.26.0\n\nrequire github.com/coredns/coredns {COREDNS_VERSION}\n"
-    )
-    plugins = "".join(f'\t_ "github.com/coredns/coredns/plugin/{name}"\n' for name in COREDNS_PLUGINS)
-    (workdir / "main.go").write_text(
-        f'package main\n\nimport (\n\t"github.com/coredns/coredns/coremain"\n{plugins})\n\n'
-        "func main() { coremain.Run() }\n"
-    )
-    _run(["go", "mod", "tidy"], workdir, env)
-    _log(f"coredns {COREDNS_VERSION}: building (plugins: {', '.join(COREDNS_PLUGINS)})")
-    out = workdir / "out" / "coredns"
-    _run(["go", "build", "-ldflags", "-s -w", "-o", str(out), "."], workdir, env)
-    _install_binary(out, TOOLS["coredns"])
+    plugins = tuple(f'_ "github.com/coredns/coredns/plugin/{name}"' for name in COREDNS_PLUGINS)
+    _build_wrapper("coredns", "github.com/coredns/coredns", ('"github.com/coredns/coredns/coremain"', *plugins),
+                   "coremain.Run()", f" (plugins: {', '.join(COREDNS_PLUGINS)})")
 
 
 def _go_install(name: str) -> None:
