@@ -15,10 +15,10 @@ INSTALL_STAMP := $(VENV)/.installed
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-install: $(INSTALL_STAMP) ## Create .venv with the packages (editable), test tools and Prometheus
+install: $(INSTALL_STAMP) ## Create .venv with the packages (editable), test tools, and the Debian packages the tests use
 $(INSTALL_STAMP): api/pyproject.toml operator/pyproject.toml trainer-image/pyproject.toml cli/pyproject.toml \
 		requirements-test.txt trainer-image/requirements.txt trainer-image/Dockerfile
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null || hack/install-system-packages.sh
+	hack/install-system-packages.sh
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
 	@# The trainer image's pins are constraints here too: the tests run what the image ships,

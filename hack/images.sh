@@ -18,11 +18,7 @@ trap 'rm -rf "$WORK"' EXIT
 log() { printf '[images] %s\n' "$*"; }
 
 tools() {
-  command -v podman >/dev/null && command -v mmdebstrap >/dev/null && command -v runc >/dev/null && return
-  log "installing Debian packages: podman buildah mmdebstrap runc"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    podman buildah mmdebstrap runc uidmap >/dev/null
+  hack/install-system-packages.sh
 }
 
 # A Debian bookworm root with Python 3.11 as `python`, this machine's CA bundle (PyPI is
