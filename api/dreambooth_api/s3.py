@@ -23,3 +23,21 @@ def split_s3(uri: str) -> tuple[str, str]:
     """``s3://bucket/some/key`` → ``("bucket", "some/key")``."""
     parsed = urlparse(uri)
     return parsed.netloc, parsed.path.lstrip("/")
+
+
+def web_identity(endpoint: str, secure: bool, token_file: str, role_arn: str | None = None,
+                 http_client=None):
+    """A credentials provider for the minio client that exchanges the ServiceAccount token in
+    ``token_file`` at the endpoint's STS (``AssumeRoleWithWebIdentity``) and exchanges it again
+    shortly before the credentials expire. The file is re-read on every exchange: the kubelet
+    replaces it with a fresh token long before the old one expires."""
+    from minio.credentials import WebIdentityProvider
+
+    def token() -> dict[str, str]:
+        with open(token_file, encoding="utf-8") as f:
+            # No expires_in: MinIO then makes the credentials expire with the token itself.
+            return {"access_token": f.read().strip()}
+
+    scheme = "https" if secure else "http"
+    return WebIdentityProvider(jwt_provider_func=token, sts_endpoint=f"{scheme}://{endpoint}",
+                               role_arn=role_arn or None, http_client=http_client)

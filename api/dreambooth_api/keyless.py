@@ -1,0 +1,89 @@
+"""Keyless storage: ServiceAccount tokens exchanged at MinIO's STS for short-lived credentials.
+
+The kube-apiserver is the OpenID issuer of projected ServiceAccount tokens. MinIO, configured
+with it as an OpenID provider (client ID = the tokens' audience) and with ``role_policy`` as the
+provider's role policy, answers ``AssumeRoleWithWebIdentity`` with credentials that expire with
+the token and whose policy is evaluated with the token's claims. The policy scopes every tenant
+to ``tenants/<sub>/`` where ``sub`` is ``system:serviceaccount:<namespace>:<workload SA>``, so the
+object store, not a convention, keeps tenants apart; the operator gets read access to exactly
+the objects it reads. No static key exists anywhere but MinIO's root.
+
+Pure data and naming; the credential exchange itself is ``s3.web_identity``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import posixpath
+
+from .names import PROGRESS_FILE, RESULT_FILE, WEIGHT_NAME
+
+# The AWS SDKs' names (EKS, IRSA): a pod that has them needs no key at all.
+TOKEN_FILE_ENV = "AWS_WEB_IDENTITY_TOKEN_FILE"
+ROLE_ARN_ENV = "AWS_ROLE_ARN"
+# The audience of storage tokens: MinIO's OpenID client ID. A token for this audience is useless
+# to the API server, and the API server's own tokens are useless to MinIO.
+DEFAULT_AUDIENCE = "sts.dreambooth.dev"
+# The ServiceAccount the pods run as in a tenant namespace; creating it onboards the namespace.
+DEFAULT_WORKLOAD_SERVICE_ACCOUNT = "dreambooth-workload"
+TOKEN_DIR = "/var/run/secrets/dreambooth.dev/storage"
+TOKEN_PATH = f"{TOKEN_DIR}/token"
+TENANTS_ROOT = "tenants"
+# What the operator reads in a tenant's prefix (gather.py, storage.py): nothing else.
+OPERATOR_READS = (f"jobs/*/{PROGRESS_FILE}", f"jobs/*/{RESULT_FILE}", f"artifacts/*/{WEIGHT_NAME}",
+                  "*model_index.json")
+_TENANT_OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                          "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+
+
+def service_account_subject(namespace: str, name: str) -> str:
+    """The ``sub`` claim of a ServiceAccount's tokens."""
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
+def tenant_prefix(namespace: str, workload_service_account: str = DEFAULT_WORKLOAD_SERVICE_ACCOUNT) -> str:
+    """The only prefix a namespace's storage credentials reach (the policy's ``${jwt:sub}``)."""
+    return f"{TENANTS_ROOT}/{service_account_subject(namespace, workload_service_account)}"
+
+
+def is_within(key: str, prefix: str) -> bool:
+    """``key`` names ``prefix`` itself or something below it, with no ``..`` to climb out."""
+    if any(part in (".", "..") for part in key.split("/")):
+        return False
+    key, prefix = posixpath.normpath("/" + key), posixpath.normpath("/" + prefix)
+    return key == prefix or key.startswith(prefix.rstrip("/") + "/")
+
+
+def role_policy(bucket: str, operator_subject: str,
+                workload_service_account: str = DEFAULT_WORKLOAD_SERVICE_ACCOUNT) -> dict:
+    """The MinIO policy for the OpenID provider's role (``MINIO_IDENTITY_OPENID_ROLE_POLICY``).
+
+    Tenants: read, write, delete and list ``tenants/${jwt:sub}/`` and nothing else, and only as
+    the workload ServiceAccount (another ServiceAccount's token gets nothing). The operator: get
+    the files it reads and list tenants' prefixes (to count photos and prior images)."""
+    arn = f"arn:aws:s3:::{bucket}"
+    own = f"{TENANTS_ROOT}/${{jwt:sub}}"
+    workload = {"jwt:sub": [service_account_subject("*", workload_service_account)]}
+    operator = {"jwt:sub": [operator_subject]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "TenantObjects", "Effect": "Allow", "Action": _TENANT_OBJECT_ACTIONS,
+             "Resource": [f"{arn}/{own}/*"], "Condition": {"StringLike": workload}},
+            {"Sid": "TenantListing", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn],
+             "Condition": {"StringLike": {"s3:prefix": [own, f"{own}/*"], **workload}}},
+            {"Sid": "OperatorReads", "Effect": "Allow", "Action": ["s3:GetObject"],
+             "Resource": [f"{arn}/{TENANTS_ROOT}/*/{path}" for path in OPERATOR_READS],
+             "Condition": {"StringEquals": operator}},
+            {"Sid": "OperatorListing", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn],
+             "Condition": {"StringLike": {"s3:prefix": [f"{TENANTS_ROOT}/*"]}, "StringEquals": operator}},
+        ],
+    }
+
+
+def minio_role_arn(client_id: str, region: str = "") -> str:
+    """The ARN MinIO gives an OpenID provider's role policy: a digest of its client ID, so it is
+    known before MinIO starts and stays the same across restarts."""
+    resource = base64.urlsafe_b64encode(hashlib.sha1(client_id.encode()).digest()).rstrip(b"=").decode()
+    return f"arn:minio:iam:{region}::role/{resource}"
