@@ -2,7 +2,8 @@
 
 One backend per scheme, picked by ``urlparse(uri).scheme``. S3 talks to any S3 endpoint with the
 minio SDK; its endpoint and credentials come from the environment only (``S3_ENDPOINT`` as
-host:port, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``S3_SECURE``), and no message
+host:port, ``S3_SECURE``, and either ``AWS_ACCESS_KEY_ID`` + ``AWS_SECRET_ACCESS_KEY`` or, keyless,
+``AWS_WEB_IDENTITY_TOKEN_FILE`` [+ ``AWS_ROLE_ARN``] for the endpoint's STS), and no message
 here ever includes them. ``hf://`` is read-only (base models), with ``HF_TOKEN`` from the
 environment. A "directory" URI is a key prefix; names below it are relative, '/'-separated.
 """
@@ -11,15 +12,21 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+from dreambooth_api.keyless import ROLE_ARN_ENV, TOKEN_FILE_ENV
 from dreambooth_api.names import S3_DENIED, S3_NOT_FOUND
+from dreambooth_api.s3 import TokenExchangeError, web_identity
 
 from .errors import StorageAccessDenied, StorageError, StorageNotFound, StorageTooLarge
+
+log = logging.getLogger(__name__)
 
 
 def join(uri: str, *parts: str) -> str:
@@ -82,7 +89,8 @@ class FileBackend:
             path.unlink()
 
 
-_S3_ENV = ("S3_ENDPOINT", "S3_SECURE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+_S3_ENV = ("S3_ENDPOINT", "S3_SECURE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
+           TOKEN_FILE_ENV, ROLE_ARN_ENV)
 
 
 class S3Backend:
@@ -111,6 +119,10 @@ class S3Backend:
             if exc.code in S3_NOT_FOUND:
                 raise StorageNotFound(f"not found: {uri} ({exc.code})") from None
             raise StorageError(f"{uri}: {exc.code}: {exc.message}") from None
+        except TokenExchangeError as exc:
+            if exc.status in (400, 401, 403):
+                raise StorageAccessDenied(f"access to {uri}: {exc}") from None
+            raise StorageError(f"access to {uri}: {exc}") from None
         except StorageError:
             raise
         except Exception as exc:  # urllib3 connection errors, timeouts
@@ -163,17 +175,29 @@ class S3Backend:
 
 
 @functools.lru_cache(maxsize=4)
-def _s3_client(endpoint, secure, access_key, secret_key, region):
-    """One client (and connection pool) per endpoint and credentials."""
+def _s3_client(endpoint, secure, access_key, secret_key, region, token_file, role_arn):
+    """One client (and connection pool) per endpoint and credentials: a static key, or (keyless)
+    the pod's projected ServiceAccount token exchanged at the endpoint's STS and exchanged again
+    before the credentials expire."""
     from minio import Minio
 
     secure = (secure or "true").lower() in ("1", "true", "yes")
     if "://" in endpoint:
         parsed = urlparse(endpoint)
         endpoint, secure = parsed.netloc, parsed.scheme == "https"
+    if token_file:
+        provider = web_identity(endpoint, secure, token_file, role_arn, on_exchange=_log_exchange)
+        return endpoint, Minio(endpoint, credentials=provider, secure=secure, region=region or None)
     return endpoint, Minio(
         endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region or None
     )
+
+
+_exchanges = itertools.count(1)
+
+
+def _log_exchange() -> None:
+    log.info("storage: exchanging the ServiceAccount token for credentials (exchange %d)", next(_exchanges))
 
 
 _BACKENDS = {"": FileBackend, "file": FileBackend, "s3": S3Backend}
