@@ -4,6 +4,7 @@ never print their secret, and ``s3://bucket/key`` URIs."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -37,21 +38,27 @@ class TokenExchangeError(Exception):
                          if status else f"the storage endpoint's STS could not be reached ({reason})")
 
 
-def web_identity(endpoint: str, secure: bool, token_file: str, role_arn: str | None = None,
+def web_identity(endpoint: str, secure: bool, token: str | Callable[[], str], role_arn: str | None = None,
                  http_client=None, on_exchange=None):
-    """A credentials provider for the minio client that exchanges the ServiceAccount token in
-    ``token_file`` at the endpoint's STS (``AssumeRoleWithWebIdentity``) and exchanges it again
-    shortly before the credentials expire. The file is re-read on every exchange: the kubelet
-    replaces it with a fresh token long before the old one expires. ``on_exchange()`` is called
-    before each exchange (to log or count it). Failures raise TokenExchangeError."""
+    """A credentials provider for the minio client that exchanges a ServiceAccount token at the
+    endpoint's STS (``AssumeRoleWithWebIdentity``) and exchanges it again shortly before the
+    credentials expire. ``token`` is a token file, re-read on every exchange (the kubelet
+    replaces it with a fresh token long before the old one expires), or a function returning a
+    fresh token (the CLI's TokenRequest). ``on_exchange()`` is called before each exchange (to
+    log or count it). Failures raise TokenExchangeError."""
     from minio.credentials import WebIdentityProvider
 
-    def token() -> dict[str, str]:
+    token_file = token if isinstance(token, str) else "(TokenRequest)"
+
+    def read_token() -> str:
+        with open(token_file, encoding="utf-8") as f:
+            return f.read().strip()
+
+    def jwt() -> dict[str, str]:
         if on_exchange is not None:
             on_exchange()
-        with open(token_file, encoding="utf-8") as f:
-            # No expires_in: MinIO then makes the credentials expire with the token itself.
-            return {"access_token": f.read().strip()}
+        # No expires_in: MinIO then makes the credentials expire with the token itself.
+        return {"access_token": read_token() if isinstance(token, str) else token()}
 
     class Provider(WebIdentityProvider):
         def retrieve(self):
@@ -66,5 +73,5 @@ def web_identity(endpoint: str, secure: bool, token_file: str, role_arn: str | N
                 raise TokenExchangeError(int(match.group(1)) if match else None, type(err).__name__) from None
 
     scheme = "https" if secure else "http"
-    return Provider(jwt_provider_func=token, sts_endpoint=f"{scheme}://{endpoint}",
+    return Provider(jwt_provider_func=jwt, sts_endpoint=f"{scheme}://{endpoint}",
                     role_arn=role_arn or None, http_client=http_client)
