@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from dreambooth_api import API_VERSION, DreamBoothJobSpec
 from dreambooth_api.files import PublishResult
 from dreambooth_api.jobconfig import render_job_config, to_env_value
+from dreambooth_api.keyless import TOKEN_DIR
 from dreambooth_api.names import (
     ATTEMPT_LABEL,
     COMPONENT_LABEL,
@@ -32,40 +33,20 @@ from dreambooth_api.names import (
     rendezvous_service_name,
     train_job_name,
 )
-from dreambooth_api.s3 import STORAGE_KEYS
 
 from .observation import StoredObject
+from .podspec import (
+    CONTAINER_SECURITY_CONTEXT,
+    POD_SECURITY_CONTEXT,
+    STORAGE_TOKEN_VOLUME,
+    WRITABLE_ENV,
+    WRITABLE_VOLUMES,
+    credentials_env,
+    storage_token_volume,
+)
 from .settings import OperatorSettings
 
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-
-# Every pod passes Pod Security `restricted`. The uid is the image's own (a numeric USER, which
-# the kubelet checks against runAsNonRoot), not pinned here, so platforms that assign uids can.
-POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-CONTAINER_SECURITY_CONTEXT = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "readOnlyRootFilesystem": True,
-}
-# The root filesystem is read-only, so the trainer writes only to these emptyDirs (world-writable,
-# whatever the uid): name -> (mountPath, emptyDir).
-HOME_DIR = "/home/trainer"
-WRITABLE_VOLUMES = {
-    "tmp": ("/tmp", {}),  # tempfile: checkpoint and publish staging, the launcher's exit codes
-    "home": (HOME_DIR, {}),  # HOME: the base-model cache and every library's cache below it
-    # NCCL and DataLoader workers use shared memory; the container default of 64 MiB is too small.
-    "shm": ("/dev/shm", {"medium": "Memory"}),
-}
-# Set here, not left to the image, so nothing lands on the read-only root: the trainer's model
-# cache, torch, triton, CUDA and matplotlib write under HOME or XDG_CACHE_HOME, torch.compile
-# and tempfile under TMPDIR.
-WRITABLE_ENV = {
-    "HOME": HOME_DIR,
-    "TMPDIR": "/tmp",
-    "XDG_CACHE_HOME": f"{HOME_DIR}/.cache",
-    "HF_HOME": f"{HOME_DIR}/.cache/huggingface",
-}
-
 
 @dataclass(frozen=True)
 class JobContext:
@@ -84,9 +65,11 @@ class JobContext:
                settings: OperatorSettings) -> JobContext:
         storage = spec.storage.to_k8s() if spec.storage else None
         secret = (spec.storage.secret_ref.name if spec.storage and spec.storage.secret_ref else None)
-        layout = StorageLayout(bucket=(storage or {}).get("bucket") or settings.storage_bucket,
-                               prefix=(storage or {}).get("prefix") or settings.storage_prefix(namespace),
-                               job_uid=uid)
+        prefix, bucket = (storage or {}).get("prefix"), (storage or {}).get("bucket")
+        if settings.keyless:  # the platform's bucket; a job's prefix is a folder of its namespace's
+            prefix, bucket = "/".join(p for p in (settings.storage_prefix(namespace), prefix) if p), None
+        layout = StorageLayout(bucket=bucket or settings.storage_bucket,
+                               prefix=prefix or settings.storage_prefix(namespace), job_uid=uid)
         return cls(name, namespace, uid, spec, settings, layout, secret or settings.storage_secret_name)
 
     @property
@@ -102,9 +85,7 @@ def _env(ctx: JobContext) -> list[dict]:
         {"name": JOB_CONFIG_ENV, "value": to_env_value(config)},
         {"name": "S3_ENDPOINT", "value": ctx.settings.storage_endpoint},
         {"name": "S3_SECURE", "value": str(ctx.settings.storage_secure).lower()},
-        # Credentials only ever travel as Secret references.
-        *({"name": key, "valueFrom": {"secretKeyRef": {"name": ctx.storage_secret, "key": key}}}
-          for key in STORAGE_KEYS),
+        *credentials_env(ctx.settings, ctx.storage_secret),
         {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         *({"name": name, "value": value} for name, value in WRITABLE_ENV.items()),
@@ -146,8 +127,13 @@ def _pod_template(ctx: JobContext, component: str, args: list[str], gpus: int,
         "securityContext": copy.deepcopy(POD_SECURITY_CONTEXT),
         "volumes": [{"name": name, "emptyDir": dict(empty_dir)} for name, (_, empty_dir) in WRITABLE_VOLUMES.items()],
     }
-    if ctx.settings.trainer_service_account:
-        pod_spec["serviceAccountName"] = ctx.settings.trainer_service_account
+    if ctx.settings.workload_service_account:
+        pod_spec["serviceAccountName"] = ctx.settings.workload_service_account
+    if ctx.settings.keyless:
+        pod_spec["volumes"].append(storage_token_volume(ctx.settings.storage_audience,
+                                                        ctx.settings.storage_token_expiration_seconds))
+        pod_spec["containers"][0]["volumeMounts"].append(
+            {"name": STORAGE_TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True})
     if resources.node_selector:
         pod_spec["nodeSelector"] = dict(resources.node_selector)
     if resources.tolerations:

@@ -14,6 +14,7 @@ import kubernetes
 import urllib3
 from dreambooth_api import DreamBoothJobSpec
 from dreambooth_api.names import JOB_NAME_LABEL
+from dreambooth_api.s3 import TokenExchangeError
 from kubernetes.client.exceptions import ApiException
 from minio.error import S3Error
 from pydantic import ValidationError
@@ -26,6 +27,7 @@ from .kube import Kube
 from .observation import Observation, Problem
 from .reconcile import TERMINAL, Event, Plan, plan, spec_errors, unparsable
 from .settings import OperatorSettings
+from .storage import Storage, operator_storage
 
 log = logging.getLogger("dreambooth_operator")
 Key = tuple[str, str]  # (namespace, name)
@@ -81,6 +83,16 @@ class Controller:
         self.not_before: dict[Key, tuple[datetime.datetime, int | None]] = {}
         self.refusals: dict[Key, int] = {}  # consecutive refused creates, for the backoff
         self._stop = threading.Event()
+        self._own_storage: Storage | None = None
+
+    @property
+    def own_storage(self) -> Storage | None:
+        """Keyless: the operator's storage client, with credentials from its own token."""
+        settings = self.settings
+        if settings.keyless and settings.storage_endpoint and self._own_storage is None:
+            self._own_storage = operator_storage(settings.storage_endpoint, settings.storage_secure,
+                                                 settings.storage_token_file, settings.storage_role_arn)
+        return self._own_storage
 
     @property
     def kube(self) -> Kube:
@@ -153,7 +165,8 @@ class Controller:
         else:
             ctx = JobContext.create(meta["name"], meta["namespace"], meta["uid"], spec, self.settings)
             # A finished job only waits for its TTL: nothing to gather.
-            observed = Observation(now=now) if status.get("phase") in TERMINAL else gather(api, ctx, status, now)
+            observed = (Observation(now=now) if status.get("phase") in TERMINAL
+                        else gather(api, ctx, status, now, self.own_storage))
             decision = plan(ctx, status, meta.get("generation"), observed)
         for kind, child in decision.delete:
             api.delete(kind, key[0], child)
@@ -240,7 +253,7 @@ class Controller:
         where = f'{body["metadata"]["namespace"]}/{body["metadata"]["name"]}'
         try:
             self.reconcile(body, timer=True)
-        except (ApiException, S3Error, urllib3.exceptions.HTTPError, OSError) as err:
+        except (ApiException, S3Error, TokenExchangeError, urllib3.exceptions.HTTPError, OSError) as err:
             # A server briefly away or refusing: one line per pass, not a traceback each tick.
             log.warning("reconcile of %s failed: %s", where, _brief(err))
         except Exception:

@@ -24,13 +24,16 @@ from .children import JobContext
 from .kube import Kube
 from .observation import ArtifactState, ChildJob, Observation, Problem
 from .storage import File, Storage
+from .tenancy import keyless_problems
 
 # A LoRA adapter is megabytes; an SDXL one at rank 256 under 2 GiB. The operator hashes it once
 # before recording it, and does not stream more than this from a tenant's storage.
 MAX_ADAPTER_BYTES = 4 << 30
 
 
-def gather(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime) -> Observation:
+def gather(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime,
+           own_storage: Storage | None = None) -> Observation:
+    """``own_storage``: keyless, the operator's own credentials, used for every job."""
     jobs = {j["metadata"]["name"]: j for j in kube.child_jobs(ctx.namespace, ctx.name)}
     services = {s["metadata"]["name"] for s in kube.child_services(ctx.namespace, ctx.name)}
     attempt = ((status.get("training") or {}).get("restarts")) or 0
@@ -40,7 +43,7 @@ def gather(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime) ->
                   if job["metadata"]["labels"].get(COMPONENT_LABEL) == TRAIN and name != current_train
                   and not job["metadata"].get("deletionTimestamp"))
     existing = kube.artifact(ctx.namespace, ctx.artifact)
-    problems, storage = check_inputs(kube, ctx, status, existing)
+    problems, storage = check_inputs(kube, ctx, status, existing, own_storage)
     obs = dict(
         now=now,
         problems=tuple(problems),
@@ -115,28 +118,26 @@ def _child(kube: Kube, ctx: JobContext, obj: dict | None) -> ChildJob | None:
     return child
 
 
-def check_inputs(kube: Kube, ctx: JobContext, status: dict,
-                 artifact: dict | None) -> tuple[list[Problem], Storage | None]:
-    """What a schema cannot say: the Secrets, bucket, data and model the job needs exist."""
+def check_inputs(kube: Kube, ctx: JobContext, status: dict, artifact: dict | None,
+                 own_storage: Storage | None = None) -> tuple[list[Problem], Storage | None]:
+    """What a schema cannot say: the credentials, bucket, data and model the job needs exist
+    (and, keyless, lie in the namespace's own prefix)."""
     problems: list[Problem] = []
     settings, spec = ctx.settings, ctx.spec
     if not settings.storage_endpoint:
         return [Problem("StorageNotConfigured", "the operator has no storage endpoint "
                         "(Helm value storage.endpoint)")], None
-    secret = kube.secret_data(ctx.namespace, ctx.storage_secret)
-    if secret is None:
-        return [Problem("SecretNotFound", f"storage Secret {ctx.storage_secret!r} not found in namespace "
-                        f"{ctx.namespace!r}")], None
-    missing = [k for k in STORAGE_KEYS if not secret.get(k)]
-    if missing:
-        return [Problem("SecretKeyMissing", f"storage Secret {ctx.storage_secret!r} lacks {', '.join(missing)}")], None
-    storage = Storage(settings.storage_endpoint, settings.storage_secure,
-                      Credentials(*(secret[k] for k in STORAGE_KEYS)))
+    if settings.keyless:
+        problems, storage = _keyless_storage(kube, ctx, own_storage)
+    else:
+        problems, storage = _static_storage(kube, ctx)
+    if storage is None:
+        return problems, None
     if cond.is_true(status.get("conditions"), cond.VALIDATED):
         return [], storage  # inputs were checked when the job started; only storage reads remain
-    if problem := storage.check_bucket(ctx.layout.bucket):
+    if problem := storage.check_bucket(ctx.layout.bucket, ctx.layout.prefix):
         return [problem], None
-    if spec.base_model.secret_ref:
+    if spec.base_model.secret_ref and not settings.keyless:  # keyless, the operator reads no Secret
         ref = spec.base_model.secret_ref.name
         token = kube.secret_data(ctx.namespace, ref)
         if token is None:
@@ -155,3 +156,27 @@ def check_inputs(kube: Kube, ctx: JobContext, status: dict,
         problems.append(Problem("ArtifactNameTaken", f"ModelArtifact {artifact['metadata']['name']!r} already "
                                 "exists from another job; set output.artifactName"))
     return problems, (None if problems else storage)
+
+
+def _static_storage(kube: Kube, ctx: JobContext) -> tuple[list[Problem], Storage | None]:
+    """The tenant's own key, from the storage Secret in the job's namespace."""
+    secret = kube.secret_data(ctx.namespace, ctx.storage_secret)
+    if secret is None:
+        return [Problem("SecretNotFound", f"storage Secret {ctx.storage_secret!r} not found in namespace "
+                        f"{ctx.namespace!r}")], None
+    missing = [k for k in STORAGE_KEYS if not secret.get(k)]
+    if missing:
+        return [Problem("SecretKeyMissing", f"storage Secret {ctx.storage_secret!r} lacks {', '.join(missing)}")], None
+    return [], Storage(ctx.settings.storage_endpoint, ctx.settings.storage_secure,
+                       Credentials(*(secret[k] for k in STORAGE_KEYS)))
+
+
+def _keyless_storage(kube: Kube, ctx: JobContext, own: Storage | None) -> tuple[list[Problem], Storage | None]:
+    """The operator's own credentials, once the namespace is onboarded (its workload
+    ServiceAccount exists) and the job points nowhere outside the namespace's prefix."""
+    account = ctx.settings.workload_service_account
+    if not kube.service_account_exists(ctx.namespace, account):
+        return [Problem("TenantNotOnboarded", f"namespace {ctx.namespace!r} is not onboarded for keyless storage: "
+                        f"create its ServiceAccount {account!r} (see the README, 'Keyless storage')")], None
+    problems = keyless_problems(ctx.spec, ctx.layout, ctx.settings.storage_prefix(ctx.namespace))
+    return problems, (None if problems else own)

@@ -82,6 +82,15 @@ class Kube:
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
+    def service_account_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.read_namespaced_service_account(name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
     def priority_class_exists(self, name: str) -> bool:
         try:
             self.scheduling.read_priority_class(name)

@@ -5,8 +5,14 @@ The Helm chart renders these from its values; nothing else parses the environmen
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
+from dreambooth_api.keyless import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_WORKLOAD_SERVICE_ACCOUNT,
+    TOKEN_PATH,
+    tenant_prefix,
+)
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -31,8 +37,17 @@ class OperatorSettings(BaseSettings):
         "used when a job names none.",
     )
     storage_prefix_template: str = Field(
-        "{namespace}", description="Prefix when a job names none; {namespace} is the tenant."
+        "{namespace}", description="Prefix when a job names none; {namespace} is the tenant (static mode)."
     )
+    storage_mode: Literal["static", "keyless"] = Field(
+        "static", description="static: a key in a Secret per namespace; keyless: ServiceAccount tokens "
+        "exchanged at the endpoint's STS, each namespace confined to its own prefix.")
+    storage_audience: str = Field(DEFAULT_AUDIENCE, description="Audience of storage tokens: MinIO's OpenID client.")
+    storage_role_arn: str = Field("", description="RoleArn sent to STS (MinIO's role-policy provider); may be empty.")
+    storage_token_file: str = Field(TOKEN_PATH, description="The operator's own projected storage token.")
+    storage_token_expiration_seconds: int = Field(
+        3600, ge=600, le=86400, description="Lifetime of the pods' projected storage tokens; the kubelet renews "
+        "them at 80 %.")
 
     # A comma-separated list in the environment, not JSON.
     watch_namespaces: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -53,5 +68,18 @@ class OperatorSettings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @property
+    def keyless(self) -> bool:
+        return self.storage_mode == "keyless"
+
+    @property
+    def workload_service_account(self) -> str:
+        """The ServiceAccount pods run as; keyless storage scopes a namespace by it."""
+        return self.trainer_service_account or (DEFAULT_WORKLOAD_SERVICE_ACCOUNT if self.keyless else "")
+
     def storage_prefix(self, namespace: str) -> str:
+        """The prefix of a namespace's data when its job names none: in keyless mode the only one
+        its credentials reach."""
+        if self.keyless:
+            return tenant_prefix(namespace, self.workload_service_account)
         return self.storage_prefix_template.format(namespace=namespace)

@@ -1,7 +1,8 @@
 """Object-storage I/O of the operator: check a job's inputs and read what the trainer wrote.
 
-The operator uses the tenant's own credentials (the Secret in the job's namespace), so it
-sees exactly what the job's pods will see. Credentials stay in memory; they are never logged.
+With static keys the operator uses the tenant's own (the Secret in the job's namespace), so it
+sees exactly what the job's pods will see; keyless, its own token's credentials, which read only
+the files it reads. Credentials stay in memory; they are never logged.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from dreambooth_api.names import (
     S3_NOT_FOUND,
     is_image,
 )
-from dreambooth_api.s3 import Credentials, split_s3
+from dreambooth_api.s3 import Credentials, TokenExchangeError, split_s3, web_identity
 from minio import Minio
+from minio.credentials import Provider
 from minio.error import S3Error
 
 from .observation import Problem, StoredObject
@@ -32,16 +34,26 @@ _HTTP = urllib3.PoolManager(timeout=urllib3.Timeout(connect=3, read=10),
 
 
 class Storage:
-    def __init__(self, endpoint: str, secure: bool, credentials: Credentials):
-        self.client = Minio(endpoint, access_key=credentials.access_key,
-                            secret_key=credentials.secret_key, secure=secure, http_client=_HTTP)
+    """``credentials``: a tenant's static key, or (keyless) the operator's own STS provider."""
 
-    def check_bucket(self, bucket: str) -> Problem | None:
+    def __init__(self, endpoint: str, secure: bool, credentials: Credentials | Provider):
+        if isinstance(credentials, Credentials):
+            self.client = Minio(endpoint, access_key=credentials.access_key,
+                                secret_key=credentials.secret_key, secure=secure, http_client=_HTTP)
+        else:
+            self.client = Minio(endpoint, credentials=credentials, secure=secure, http_client=_HTTP)
+
+    def check_bucket(self, bucket: str, prefix: str) -> Problem | None:
+        """The bucket exists and the job's prefix can be listed: what the job needs, and all that
+        credentials scoped to a prefix may do (a bucket-wide check would fail them)."""
         try:
-            if not self.client.bucket_exists(bucket):
-                return Problem("BucketNotFound", f"bucket {bucket!r} does not exist at the storage endpoint")
+            next(iter(self.client.list_objects(bucket, prefix=prefix.rstrip("/") + "/")), None)
         except S3Error as err:
-            return _s3_problem(err, f"bucket {bucket!r}")
+            if err.code == "NoSuchBucket":
+                return Problem("BucketNotFound", f"bucket {bucket!r} does not exist at the storage endpoint")
+            return _s3_problem(err, f"s3://{bucket}/{prefix}")
+        except TokenExchangeError as err:
+            return _token_problem(err)
         except (urllib3.exceptions.HTTPError, OSError) as err:
             return Problem("StorageUnreachable", f"storage endpoint unreachable: {type(err).__name__}")
         return None
@@ -61,6 +73,8 @@ class Storage:
             if err.code == "NoSuchBucket":
                 return Problem("InstanceDataNotFound", f"{what} {uri}: bucket {bucket!r} does not exist")
             return _s3_problem(err, f"{what} {uri}")
+        except TokenExchangeError as err:
+            return _token_problem(err)
         except (urllib3.exceptions.HTTPError, OSError) as err:
             return Problem("StorageUnreachable", f"storage endpoint unreachable: {type(err).__name__}")
         if not objects:
@@ -83,6 +97,8 @@ class Storage:
             if err.code in S3_NOT_FOUND:
                 return Problem("BaseModelNotFound", f"baseModel {uri} has no model_index.json (not a diffusers model)")
             return _s3_problem(err, f"baseModel {uri}")
+        except TokenExchangeError as err:
+            return _token_problem(err)
         except (urllib3.exceptions.HTTPError, OSError) as err:
             return Problem("StorageUnreachable", f"storage endpoint unreachable: {type(err).__name__}")
         return None
@@ -135,5 +151,14 @@ class Storage:
 
 def _s3_problem(err: S3Error, what: str) -> Problem:
     if err.code in S3_DENIED:
-        return Problem("StorageAccessDenied", f"{what}: the storage Secret's credentials were refused ({err.code})")
+        return Problem("StorageAccessDenied", f"{what}: the storage credentials were refused ({err.code})")
     return Problem("StorageError", f"{what}: {err.code}")
+
+
+def _token_problem(err: TokenExchangeError) -> Problem:
+    return Problem("StorageTokenRefused", f"the operator's storage credentials: {err}")
+
+
+def operator_storage(endpoint: str, secure: bool, token_file: str, role_arn: str) -> Storage:
+    """Keyless: one client for every job, with credentials from the operator's own token."""
+    return Storage(endpoint, secure, web_identity(endpoint, secure, token_file, role_arn, http_client=_HTTP))

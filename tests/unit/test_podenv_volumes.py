@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dreambooth_operator import children
+from dreambooth_operator import children, podspec
 
 from tests.support.podenv import empty_dir_mounts, map_mounted_path
 
@@ -53,6 +53,6 @@ def test_every_path_the_operator_gives_a_trainer_is_inside_a_writable_mount():
     job = children.build_training_job(MakeJob().ctx(), 0)
     container = job["spec"]["template"]["spec"]["containers"][0]
     mounts = empty_dir_mounts(job["spec"]["template"], container, POD_DIR)
-    for name in children.WRITABLE_ENV:
+    for name in podspec.WRITABLE_ENV:
         value = next(e["value"] for e in container["env"] if e["name"] == name)
         assert map_mounted_path(value, mounts).startswith(f"{POD_DIR}/volumes/"), (name, value)

@@ -20,7 +20,7 @@ from dreambooth_api.files import PublishResult
 from dreambooth_operator import children
 from dreambooth_operator.observation import StoredObject
 
-from .wrappers import MakeJob
+from .wrappers import SETTINGS, MakeJob
 
 EXPECTED = Path(__file__).parent / "expected"
 RESULT = PublishResult(artifact_uri="s3://dreambooth/team-a/artifacts/cloody-lora/" + "c" * 64,
@@ -37,7 +37,11 @@ BUILDERS = {
     "rendezvous-service": lambda ctx: children.build_rendezvous_service(ctx),
     "model-artifact": lambda ctx: children.build_model_artifact(
         ctx, RESULT, StoredObject(RESULT.sha256, RESULT.size_bytes)),
+    # Keyless storage: the workload ServiceAccount, a projected token for the storage audience,
+    # no Secret reference; the job's data under the namespace's own prefix.
+    "train-job-keyless": lambda ctx: children.build_training_job(ctx, 1),
 }
+KEYLESS = SETTINGS.model_copy(update={"storage_mode": "keyless", "storage_role_arn": "arn:minio:iam:::role/x"})
 
 
 def readable(obj: dict) -> dict:
@@ -52,7 +56,10 @@ def readable(obj: dict) -> dict:
 
 @pytest.mark.parametrize("name", BUILDERS)
 def test_builder_makes_exactly_the_expected_object(name):
-    ctx = MakeJob().set("queueName", "gpu-queue").set("baseModel.secretRef", {"name": "hf"}).ctx()
+    job = MakeJob().set("queueName", "gpu-queue").set("baseModel.secretRef", {"name": "hf"})
+    if name.endswith("-keyless"):
+        job.settings = KEYLESS
+    ctx = job.ctx()
     actual = yaml.safe_dump(readable(BUILDERS[name](ctx)), sort_keys=True)
     path = EXPECTED / f"{name}.yaml"
     if os.environ.get("DREAMBOOTH_UPDATE_EXPECTED"):
