@@ -82,18 +82,20 @@ class Instance(ApiModel):
 class Storage(ApiModel):
     secret_ref: SecretRef | None = field(
         "Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the bucket; unset: the "
-        "operator's default for the namespace.",
+        "operator's default for the namespace. Refused when the operator uses keyless storage.",
         None,
     )
     bucket: str | None = field(
-        "Bucket of priors, checkpoints and artifacts; unset: the operator's default.",
+        "Bucket of priors, checkpoints and artifacts; unset: the operator's default (with keyless "
+        "storage the only one allowed).",
         None,
         max_length=63,
         pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
     )
     prefix: str | None = field(
         "Key prefix inside the bucket (no leading or trailing slash); the Secret's credentials "
-        "must allow it. Unset: the operator's per-namespace default.",
+        "must allow it. Unset: the operator's per-namespace default. With keyless storage, a "
+        "folder inside the namespace's own prefix.",
         None,
         max_length=512,
         pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
