@@ -216,3 +216,48 @@ def test_default_release_holds_nothing_outside_its_own_namespace(cluster, defaul
                                ("create", "services"), ("list", "dreamboothjobs.dreambooth.dev")):
             assert not can_i(cluster, verb, resource, namespace, as_user=user), (verb, resource, namespace)
     assert not can_i(cluster, "list", "jobs.batch", as_user=user)  # across all namespaces
+
+
+@pytest.fixture(scope="module")
+def keyless(install, cluster, tenants) -> Release:
+    release = install("--set", "rbac.clusterWide=true", "--set", "storage.mode=keyless",
+                      "--set", f"storage.keyless.tenants={{{tenants[0]}}}")
+    wait_for(lambda: can_i(cluster, "create", "jobs.batch", tenants[0], kubeconfig=release.kubeconfig),
+             what="the keyless release's ServiceAccount allowed to create Jobs")
+    return release
+
+
+def test_keyless_operator_may_get_no_secret_in_any_namespace(cluster, keyless, tenants):
+    """`kubectl auth can-i get secrets --as=<operator SA>`: no, in every namespace there is."""
+    user = f"system:serviceaccount:{keyless.namespace}:{keyless.fullname}"
+    namespaces = cluster.kubectl("get", "namespaces", "-o", "name").stdout.split()
+    assert len(namespaces) > 5 and f"namespace/{tenants[0]}" in namespaces
+    for namespace in (n.split("/", 1)[1] for n in namespaces):
+        for verb in ("get", "list", "watch"):
+            assert not can_i(cluster, verb, "secrets", namespace, as_user=user), (verb, namespace)
+    assert not can_i(cluster, "get", "secrets", as_user=user)  # across all namespaces
+    # What it reads instead: whether a namespace is onboarded.
+    assert can_i(cluster, "get", "serviceaccounts", tenants[1], as_user=user)
+    assert get(cluster, "serviceaccount", "dreambooth-workload", tenants[0])
+
+
+def test_keyless_tenant_editors_may_request_storage_tokens_and_viewers_may_not(cluster, keyless, tenants):
+    """What `dreambooth submit --photos` and `artifacts download` need: a storage token of the
+    namespace's workload ServiceAccount (Kubernetes' own `edit` grants tokens too; the chart's
+    aggregated rule names the one account, for platforms with roles of their own)."""
+    tenant = tenants[0]
+    cluster.kubectl("create", "rolebinding", "carol-edit", "--clusterrole=edit", "--user=carol", "-n", tenant)
+    cluster.kubectl("create", "rolebinding", "dave-view", "--clusterrole=view", "--user=dave", "-n", tenant)
+    wait_for(lambda: _can_token(cluster, tenant, "dreambooth-workload", "carol"),
+             what="carol (edit) allowed to request tokens of dreambooth-workload")
+    assert not _can_token(cluster, tenant, "dreambooth-workload", "dave")
+    assert not _can_token(cluster, tenants[1], "dreambooth-workload", "carol")
+
+
+def _can_token(cluster, namespace: str, account: str, user: str) -> bool:
+    """Whether ``user`` may create a token for one ServiceAccount (can-i cannot name a resource
+    with a subresource, so ask the API: a dry-run TokenRequest as that user)."""
+    result = cluster.kubectl("create", "token", account, "-n", namespace, "--as", user,
+                             "--audience", "sts.dreambooth.dev", "--duration", "10m", check=False)
+    assert result.returncode == 0 or "forbidden" in result.stderr.lower(), result.stderr
+    return result.returncode == 0

@@ -120,9 +120,15 @@ secret writes, no updates.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["list", "create", "delete"]
+{{- if eq .Values.storage.mode "keyless" }}
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get"]
+{{- else }}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+{{- end }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "list"]
@@ -146,4 +152,19 @@ and stop its watches as they come and go; watching every namespace it does not.
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
+{{- end }}
+
+{{/*
+Where the projected storage token is mounted (keyless storage); the trainer's pods use the same
+path (dreambooth_api.keyless.TOKEN_DIR).
+*/}}
+{{- define "dreambooth-operator.storageTokenDir" -}}
+/var/run/secrets/dreambooth.dev/storage
+{{- end }}
+
+{{/*
+The ServiceAccount trainer pods run as: keyless storage scopes a namespace's credentials by it.
+*/}}
+{{- define "dreambooth-operator.workloadServiceAccount" -}}
+{{- .Values.trainer.serviceAccountName | default (ternary "dreambooth-workload" "" (eq .Values.storage.mode "keyless")) }}
 {{- end }}
