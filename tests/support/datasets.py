@@ -19,13 +19,15 @@ def upload_tree(client, bucket: str, root: Path, prefix: str) -> None:
         client.put_object(bucket, f"{prefix}/{path.relative_to(root).as_posix()}", io.BytesIO(data), len(data))
 
 
-def upload_cloody_and_tiny_model(client, bucket: str, workdir: Path) -> None:
-    """The bucket (made if missing) with the photos and model the examples' tiny overlays name."""
+def upload_cloody_and_tiny_model(client, bucket: str, workdir: Path, prefix: str = "") -> None:
+    """The bucket (made if missing) with the photos and model the examples' tiny overlays name,
+    under ``prefix`` (a keyless tenant's own, whose jobs can read nothing else)."""
     if not client.bucket_exists(bucket):
         client.make_bucket(bucket)
-    upload_tree(client, bucket, REPO_ROOT / "examples/data/cloody-cat", CLOODY_PREFIX)
+    root = f"{prefix.rstrip('/')}/" if prefix else ""
+    upload_tree(client, bucket, REPO_ROOT / "examples/data/cloody-cat", root + CLOODY_PREFIX)
     model = workdir / "tiny-sd"
     if not model.exists():
         subprocess.run([sys.executable, "-m", "dreambooth_trainer", "tiny-model", str(model)], check=True,
                        capture_output=True)
-    upload_tree(client, bucket, model, TINY_MODEL_PREFIX)
+    upload_tree(client, bucket, model, root + TINY_MODEL_PREFIX)
