@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dreambooth_api.keyless import DEFAULT_AUDIENCE, DEFAULT_WORKLOAD_SERVICE_ACCOUNT
+
 DEFAULT_SECRET = "dreambooth-storage"
 
 
@@ -15,6 +17,27 @@ def _cluster_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument("--context", default=default, help="kubeconfig context (default: the current one)")
     parser.add_argument("-n", "--namespace", default=default,
                         help="namespace (default: the context's, else 'default')")
+
+
+def _storage_flags() -> argparse.ArgumentParser:
+    """How commands that read or write the object store reach it, in either storage mode."""
+    parent = argparse.ArgumentParser(add_help=False)
+    g = parent.add_argument_group(
+        "storage", "Static mode: the keys in the Secret --secret of the namespace (AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY), else the same variables in the environment. Keyless mode (--keyless or "
+        "DREAMBOOTH_STORAGE_MODE=keyless): a short-lived token of the namespace's workload ServiceAccount "
+        "(needs create serviceaccounts/token there) exchanged at the endpoint's STS; no Secret is read.")
+    g.add_argument("--endpoint", help="S3 endpoint host:port or URL (default: $S3_ENDPOINT)")
+    g.add_argument("--insecure", action="store_true", help="plain HTTP (default: $S3_SECURE, else TLS)")
+    g.add_argument("--secret", default=DEFAULT_SECRET,
+                   help=f"static: Secret with the storage credentials (default: {DEFAULT_SECRET})")
+    g.add_argument("--keyless", action="store_true", help="keyless mode (default: $DREAMBOOTH_STORAGE_MODE)")
+    g.add_argument("--service-account", default=DEFAULT_WORKLOAD_SERVICE_ACCOUNT, metavar="NAME",
+                   help=f"keyless: the workload ServiceAccount (default: {DEFAULT_WORKLOAD_SERVICE_ACCOUNT})")
+    g.add_argument("--audience", default=DEFAULT_AUDIENCE,
+                   help=f"keyless: the tokens' audience, MinIO's OpenID client ID (default: {DEFAULT_AUDIENCE})")
+    g.add_argument("--role-arn", metavar="ARN", help="keyless: RoleArn sent to STS (default: $AWS_ROLE_ARN, else none)")
+    return parent
 
 
 def _submit_parser(sub, common) -> None:
@@ -44,7 +67,7 @@ def _submit_parser(sub, common) -> None:
                    help="have the apiserver validate the job without creating it; print it as YAML")
 
 
-def _artifacts_parser(sub, common) -> None:
+def _artifacts_parser(sub, common, storage) -> None:
     p = sub.add_parser("artifacts", help="list, describe and download ModelArtifacts")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="{list,describe,download}")
     ls = verbs.add_parser("list", parents=[common], help="ModelArtifacts of a namespace")
@@ -53,16 +76,11 @@ def _artifacts_parser(sub, common) -> None:
     describe.add_argument("name")
     describe.add_argument("-o", "--output", choices=("text", "yaml", "json"), default="text")
     download = verbs.add_parser(
-        "download", parents=[common], help="fetch the adapter, metadata.json and samples; verify the sha256",
+        "download", parents=[common, storage], help="fetch the adapter, metadata.json and samples; verify the sha256",
         description="Download an artifact's files from S3 and check the adapter against the "
-        "ModelArtifact's sha256. Credentials: the Secret --secret in the artifact's namespace "
-        "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), else the same variables in the environment.")
+        "ModelArtifact's sha256.")
     download.add_argument("name")
     download.add_argument("-o", "--output-dir", metavar="DIR", help="default: ./<artifact name>")
-    download.add_argument("--secret", default=DEFAULT_SECRET,
-                          help=f"Secret with the storage credentials (default: {DEFAULT_SECRET})")
-    download.add_argument("--endpoint", help="S3 endpoint host:port or URL (default: $S3_ENDPOINT)")
-    download.add_argument("--insecure", action="store_true", help="plain HTTP (default: $S3_SECURE, else TLS)")
     download.add_argument("--no-samples", action="store_true", help="only the adapter and metadata.json")
 
 
@@ -91,6 +109,7 @@ def build_parser(prog: str = "dreambooth") -> argparse.ArgumentParser:
     _cluster_flags(parser, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
     _cluster_flags(common, suppress=True)
+    storage = _storage_flags()
     sub = parser.add_subparsers(dest="command", required=True, metavar="{submit,watch,artifacts,run}")
     _submit_parser(sub, common)
     watch = sub.add_parser("watch", parents=[common], help="follow a job's progress until it ends",
@@ -98,7 +117,7 @@ def build_parser(prog: str = "dreambooth") -> argparse.ArgumentParser:
                            "(exit 0) or fails (exit 1).")
     watch.add_argument("name")
     watch.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (exit 2)")
-    _artifacts_parser(sub, common)
+    _artifacts_parser(sub, common, storage)
     _run_parser(sub)
     return parser
 

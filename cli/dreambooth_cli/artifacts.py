@@ -1,13 +1,13 @@
 """``dreambooth artifacts list|describe|download``: published adapters, their lineage and files.
 
 Downloads check the adapter's bytes against the ModelArtifact's sha256 and size before they
-are kept. Credentials come from a Secret in the artifact's namespace, else from the
-environment; they are never printed.
+are kept. Credentials (credentials.py) come from a Secret in the artifact's namespace or the
+environment, or, keyless, from a token of the namespace's workload ServiceAccount; they are
+never printed.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import os
@@ -19,11 +19,11 @@ import yaml
 from dreambooth_api import GROUP, VERSION
 from dreambooth_api.files import ArtifactMetadata, FileError
 from dreambooth_api.names import METADATA_FILE, MODELARTIFACTS
-from dreambooth_api.s3 import STORAGE_KEYS, Credentials
 from kubernetes.client.exceptions import ApiException
 
+from .credentials import open_storage
 from .kube import CliError, Cluster, api_message
-from .s3 import Fetcher, endpoint_from, fetch
+from .s3 import Fetcher, fetch
 
 # -- list and describe -------------------------------------------------------------------------
 
@@ -133,23 +133,6 @@ def describe(cluster: Cluster, name: str, output: str) -> int:
 
 # -- download ----------------------------------------------------------------------------------
 
-def credentials_from(cluster: Cluster, secret: str, env: dict) -> tuple[Credentials, str]:
-    """The Secret's keys when it can be read, else the environment's; and where they came from."""
-    try:
-        data = cluster.core.read_namespaced_secret(secret, cluster.namespace).data or {}
-        values = {k: base64.b64decode(data[k]).decode() for k in STORAGE_KEYS if k in data}
-        if len(values) == len(STORAGE_KEYS):
-            return Credentials(*(values[k] for k in STORAGE_KEYS)), f"Secret {cluster.namespace}/{secret}"
-        reason = f"Secret {cluster.namespace}/{secret} lacks {', '.join(k for k in STORAGE_KEYS if k not in values)}"
-    except ApiException as err:
-        if err.status not in (403, 404):
-            raise CliError(api_message(err)) from None
-        reason = f"Secret {cluster.namespace}/{secret} " + ("not found" if err.status == 404 else "not readable")
-    if all(env.get(k) for k in STORAGE_KEYS):
-        return Credentials(*(env[k] for k in STORAGE_KEYS)), "the environment"
-    raise CliError(f"no storage credentials: {reason}, and {' / '.join(STORAGE_KEYS)} are not set")
-
-
 def local_path(relative: str, uri: str) -> PurePosixPath:
     """``relative`` (from an object key) as a path under the output directory. The ModelArtifact
     and its keys are the tenant's to write: a path that could land anywhere else is refused
@@ -217,13 +200,9 @@ def download(cluster: Cluster, name: str, args, env: dict | None = None) -> int:
     (adapter_uri, adapter_name), *rest = local_names(spec)
     if args.no_samples:
         rest = [(uri, relative) for uri, relative in rest if relative == PurePosixPath(METADATA_FILE)]
-    fetcher = Fetcher(None, None)
+    fetcher = Fetcher()
     if any(urlparse(uri).scheme == "s3" for uri in [adapter_uri, *(uri for uri, _ in rest)]):
-        endpoint = endpoint_from(args.endpoint, args.insecure, env)
-        credentials, source = credentials_from(cluster, args.secret, env)
-        print(f"storage {endpoint.host} ({'https' if endpoint.secure else 'http'}), credentials from {source}",
-              file=sys.stderr)
-        fetcher = Fetcher(endpoint, credentials)
+        fetcher = Fetcher(open_storage(cluster, cluster.namespace, args, env))
     out = Path(args.output_dir or name)
     # Every path is checked before anything is written: a refused one leaves the output as it was.
     adapter_dest, *dests = [destination(out, relative, uri) for uri, relative in [(adapter_uri, adapter_name), *rest]]

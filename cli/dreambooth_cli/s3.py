@@ -1,22 +1,22 @@
-"""The CLI's one storage reader: ``s3://`` through MinIO's client, ``file://`` from disk, in
-chunks, and a download that keeps a file only once it is complete and, when asked, verified.
+"""The CLI's storage: ``s3://`` through MinIO's client, ``file://`` from disk, in chunks, and a
+download that keeps a file only once it is complete and, when asked, verified.
 
 S3 errors are reported by what they mean (``names.S3_DENIED``, ``names.S3_NOT_FOUND``) and never
-with the credentials.
+with the credentials or a ServiceAccount token.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import urllib3
 from dreambooth_api.names import S3_DENIED, S3_NOT_FOUND
-from dreambooth_api.s3 import Credentials, split_s3
+from dreambooth_api.s3 import TokenExchangeError, split_s3
 
 from .bars import open_bar
 from .kube import CliError
@@ -43,26 +43,48 @@ def endpoint_from(flag: str | None, insecure: bool, env: dict) -> Endpoint:
     return Endpoint(value, secure and not insecure)
 
 
-def s3_message(uri: str, code: str, host: str) -> str:
+def s3_message(uri: str, code: str, host: str, action: str = "read") -> str:
     """What an S3 error code means for the user; MinIO's own message names bucket and key only."""
     if code in S3_DENIED:
-        return f"{uri}: access denied by {host} ({code}): the credentials may not read it"
+        return f"{uri}: access denied by {host} ({code}): the credentials may not {action} it"
     if code in S3_NOT_FOUND:
         return f"{uri}: not found on {host} ({code})"
     return f"{uri}: {code} from {host}"
 
 
+@dataclass
+class Storage:
+    """A minio client, its endpoint, where its credentials come from (for the user), and, in
+    keyless mode, the only prefix they reach and why the last token exchange failed."""
+
+    client: object
+    endpoint: Endpoint
+    source: str
+    scope: str | None = None  # s3://bucket/tenants/<sub>/ in keyless mode
+    refused: Callable[[TokenExchangeError], str] = field(default=str)
+
+    def call(self, uri: str, action: str, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` with every storage failure turned into one CliError line."""
+        from minio.error import S3Error
+
+        try:
+            return fn(*args, **kwargs)
+        except S3Error as err:
+            message = s3_message(uri, err.code, self.endpoint.host, action)
+            if err.code in S3_DENIED and self.scope:
+                message += f"; keyless credentials reach only {self.scope}"
+            raise CliError(message) from None
+        except TokenExchangeError as err:
+            raise CliError(self.refused(err)) from None
+        except urllib3.exceptions.HTTPError as err:
+            raise CliError(f"cannot reach the storage at {self.endpoint.host}: {type(err).__name__}") from None
+
+
 class Fetcher:
-    """Reads s3:// (with the given endpoint and credentials) and file:// URIs in chunks."""
+    """Reads s3:// (through ``storage``) and file:// URIs in chunks."""
 
-    def __init__(self, endpoint: Endpoint | None, credentials: Credentials | None):
-        self.client, self.host = None, None
-        if endpoint and credentials:
-            from minio import Minio
-
-            self.client = Minio(endpoint.host, access_key=credentials.access_key,
-                                secret_key=credentials.secret_key, secure=endpoint.secure)
-            self.host = endpoint.host
+    def __init__(self, storage: Storage | None = None):
+        self.storage = storage
 
     def chunks(self, uri: str) -> Iterator[bytes]:
         parsed = urlparse(uri)
@@ -73,17 +95,9 @@ class Fetcher:
             except FileNotFoundError:
                 raise CliError(f"{uri}: not found") from None
             return
-        if parsed.scheme != "s3" or self.client is None:
+        if parsed.scheme != "s3" or self.storage is None:
             raise CliError(f"{uri}: cannot read it (s3:// needs an endpoint and credentials)")
-        from minio.error import S3Error
-
-        bucket, key = split_s3(uri)
-        try:
-            response = self.client.get_object(bucket, key)
-        except S3Error as err:
-            raise CliError(s3_message(uri, err.code, self.host)) from None
-        except urllib3.exceptions.HTTPError as err:
-            raise CliError(f"cannot reach the storage at {self.host}: {type(err).__name__}") from None
+        response = self.storage.call(uri, "read", self.storage.client.get_object, *split_s3(uri))
         try:
             yield from response.stream(CHUNK)
         finally:

@@ -25,6 +25,13 @@ from dreambooth_cli.args import DEFAULT_SECRET, parse_args
         (["submit", "--name", "c", "--instance-prompt", "p", "--data-uri", "s3://b/d/", "--steps", "10",
           "--validation-prompt", "x", "--validation-prompt", "y"],
          {"name": "c", "steps": 10, "validation_prompt": ["x", "y"], "filename": None}),
+        # storage flags; keyless defaults from dreambooth_api.keyless
+        (["artifacts", "download", "a", "--keyless"],
+         {"keyless": True, "service_account": "dreambooth-workload", "audience": "sts.dreambooth.dev",
+          "role_arn": None}),
+        (["artifacts", "download", "a", "--keyless", "--service-account", "w", "--audience", "aud",
+          "--role-arn", "arn:minio:iam:::role/x"],
+         {"service_account": "w", "audience": "aud", "role_arn": "arn:minio:iam:::role/x"}),
         (["run", "-f", "j.yaml"], {"mode": None, "workdir": None, "data": None, "steps": None}),
         (["run", "-f", "j.yaml", "--tiny", "--workdir", "w", "--steps", "3"], {"mode": "tiny", "workdir": "w",
                                                                                "steps": 3}),

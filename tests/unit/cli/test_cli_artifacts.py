@@ -125,7 +125,7 @@ def test_a_download_never_writes_through_a_link_left_as_its_partial_file(tmp_pat
     outside.write_bytes(b"not yours")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / ".x.png.part").symlink_to(outside)
-    fetch(Fetcher(None, None), source.as_uri(), tmp_path / "out" / "x.png")
+    fetch(Fetcher(), source.as_uri(), tmp_path / "out" / "x.png")
     assert (tmp_path / "out" / "x.png").read_bytes() == b"sample" and outside.read_bytes() == b"not yours"
 
 

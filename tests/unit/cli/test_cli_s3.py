@@ -55,7 +55,7 @@ def test_fetch_keeps_a_matching_file_and_refuses_a_mismatch(tmp_path):
     source.write_bytes(b"adapter bytes" * 1000)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     out = tmp_path / "out" / "adapter.safetensors"
-    fetcher = Fetcher(None, None)
+    fetcher = Fetcher()
     assert fetch(fetcher, source.as_uri(), out, expected=(digest, 13000)) == digest
     assert out.read_bytes() == source.read_bytes()
 
@@ -68,6 +68,6 @@ def test_fetch_keeps_a_matching_file_and_refuses_a_mismatch(tmp_path):
 
 def test_fetch_of_a_missing_file_or_without_storage_is_one_line(tmp_path):
     with pytest.raises(CliError, match="not found"):
-        fetch(Fetcher(None, None), (tmp_path / "none").as_uri(), tmp_path / "out" / "x")
+        fetch(Fetcher(), (tmp_path / "none").as_uri(), tmp_path / "out" / "x")
     with pytest.raises(CliError, match="needs an endpoint and credentials"):
-        fetch(Fetcher(None, None), "s3://b/k", tmp_path / "out" / "x")
+        fetch(Fetcher(), "s3://b/k", tmp_path / "out" / "x")
