@@ -7,6 +7,7 @@ import argparse
 from dreambooth_api.keyless import DEFAULT_AUDIENCE, DEFAULT_WORKLOAD_SERVICE_ACCOUNT
 
 DEFAULT_SECRET = "dreambooth-storage"
+DEFAULT_BUCKET = "dreambooth"  # the operator's storage_bucket default
 
 
 def _cluster_flags(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -40,13 +41,23 @@ def _storage_flags() -> argparse.ArgumentParser:
     return parent
 
 
-def _submit_parser(sub, common) -> None:
-    p = sub.add_parser("submit", parents=[common], help="create a DreamBoothJob from a file or from flags",
-                       description="Create a DreamBoothJob. Flags given with -f override the file's fields.")
+def _submit_parser(sub, common, storage) -> None:
+    p = sub.add_parser("submit", parents=[common, storage], help="create a DreamBoothJob from a file or from flags",
+                       description="Create a DreamBoothJob. Flags given with -f override the file's fields. "
+                       "With --photos, the photos are uploaded first and become the job's instance data.")
     p.add_argument("-f", "--filename", metavar="FILE", help="DreamBoothJob YAML ('-': stdin)")
     p.add_argument("--name", help="job name (DNS-1035 label)")
     p.add_argument("--instance-prompt", help='e.g. "a photo of sks cat"')
-    p.add_argument("--data-uri", help="s3:// or file:// prefix holding the subject photos")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("--data-uri", help="s3:// or file:// prefix holding the subject photos")
+    data.add_argument("--photos", metavar="DIR",
+                      help="upload the photos in DIR to s3://BUCKET/PREFIX/data/<name>/ (files already there "
+                      "unchanged are skipped) and use that as the data URI")
+    p.add_argument("--bucket", default=DEFAULT_BUCKET, help=f"--photos: bucket (default: {DEFAULT_BUCKET})")
+    p.add_argument("--prefix", help="--photos: prefix in the bucket (default: the namespace; keyless: "
+                   "tenants/system:serviceaccount:<namespace>:<service account>)")
+    p.add_argument("--prune", action="store_true",
+                   help="--photos: delete photos under the data URI that are not in DIR (otherwise refused)")
     p.add_argument("--class-prompt", help='enables prior preservation, e.g. "a photo of a cat"')
     p.add_argument("--num-class-images", type=int, metavar="N", help="prior images to generate")
     p.add_argument("--shards", type=int, metavar="N", help="GPU pods generating the prior images")
@@ -64,7 +75,8 @@ def _submit_parser(sub, common) -> None:
     p.add_argument("--artifact-name", help="ModelArtifact to publish (default: <name>-lora)")
     p.add_argument("--queue", metavar="NAME", help="Kueue LocalQueue (spec.queueName)")
     p.add_argument("--dry-run", action="store_true",
-                   help="have the apiserver validate the job without creating it; print it as YAML")
+                   help="have the apiserver validate the job without creating it; print it as YAML "
+                   "(--photos: say what would be uploaded, upload nothing)")
 
 
 def _artifacts_parser(sub, common, storage) -> None:
@@ -111,7 +123,7 @@ def build_parser(prog: str = "dreambooth") -> argparse.ArgumentParser:
     _cluster_flags(common, suppress=True)
     storage = _storage_flags()
     sub = parser.add_subparsers(dest="command", required=True, metavar="{submit,watch,artifacts,run}")
-    _submit_parser(sub, common)
+    _submit_parser(sub, common, storage)
     watch = sub.add_parser("watch", parents=[common], help="follow a job's progress until it ends",
                            description="Progress of a DreamBoothJob from its status, until it succeeds "
                            "(exit 0) or fails (exit 1).")
@@ -127,7 +139,7 @@ def parse_args(argv: list[str] | None, prog: str = "dreambooth") -> argparse.Nam
     args = parser.parse_args(argv)
     if args.command == "submit" and not args.filename:
         missing = [flag for flag, value in (("--name", args.name), ("--instance-prompt", args.instance_prompt),
-                                            ("--data-uri", args.data_uri)) if not value]
+                                            ("--data-uri/--photos", args.data_uri or args.photos)) if not value]
         if missing:
             parser.error(f"submit needs -f FILE or {', '.join(missing)}")
     for name in ("steps", "num_class_images", "shards", "workers", "gpus_per_worker", "rank", "resolution"):

@@ -1,11 +1,14 @@
 """``dreambooth submit``: create a DreamBoothJob from a YAML file or from flags.
 
 The apiserver validates it (schema and CEL rules); a refusal is printed as the server wrote it.
+With ``--photos`` the photos are uploaded first (photos.py), once the apiserver has accepted the
+job in a dry run, so a refused spec uploads nothing.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +17,8 @@ from dreambooth_api import API_VERSION, DREAMBOOTH_JOB, GROUP, VERSION
 from dreambooth_api.names import DREAMBOOTHJOBS
 from kubernetes.client.exceptions import ApiException
 
+from . import photos
+from .bars import say
 from .kube import CliError, Cluster, api_message
 
 KIND = DREAMBOOTH_JOB.kind
@@ -105,16 +110,31 @@ def create(cluster: Cluster, job: dict, namespace: str, dry_run: bool) -> dict:
         raise CliError(api_message(err)) from None
 
 
-def submit(cluster: Cluster, args) -> int:
+def stage_photos(cluster: Cluster, job: dict, namespace: str, args, env: dict) -> None:
+    """Upload --photos and point the job's dataUri at them."""
+    found, skipped = photos.scan(Path(args.photos))
+    if skipped:
+        say(f"skipped (not photos): {', '.join(skipped)}")
+    uri = photos.data_uri(namespace, job["metadata"]["name"], args, env)
+    _set(job["spec"], "instance.dataUri", uri)
+    create(cluster, job, namespace, dry_run=True)
+    photos.upload(cluster, namespace, uri, found, args, env)
+
+
+def submit(cluster: Cluster, args, env: dict | None = None) -> int:
+    env = os.environ if env is None else env
     jobs = load_jobs(args.filename) if args.filename else [None]
-    if len(jobs) > 1 and args.name:
-        raise CliError("--name applies to a file with one DreamBoothJob")
+    for flag, value in (("--name", args.name), ("--photos", args.photos)):
+        if len(jobs) > 1 and value:
+            raise CliError(f"{flag} applies to a file with one DreamBoothJob")
     for job in jobs:
         job = apply_flags(job, args)
         name = (job.get("metadata") or {}).get("name")
         if not name:
             raise CliError("the DreamBoothJob needs a name: metadata.name or --name")
         namespace = target_namespace(job, args.namespace, cluster.namespace)
+        if args.photos:
+            stage_photos(cluster, job, namespace, args, env)
         created = create(cluster, job, namespace, args.dry_run)
         if args.dry_run:
             created.get("metadata", {}).pop("managedFields", None)

@@ -25,13 +25,19 @@ from dreambooth_cli.args import DEFAULT_SECRET, parse_args
         (["submit", "--name", "c", "--instance-prompt", "p", "--data-uri", "s3://b/d/", "--steps", "10",
           "--validation-prompt", "x", "--validation-prompt", "y"],
          {"name": "c", "steps": 10, "validation_prompt": ["x", "y"], "filename": None}),
-        # storage flags; keyless defaults from dreambooth_api.keyless
+        # storage flags: the same on download and submit; keyless defaults from dreambooth_api.keyless
         (["artifacts", "download", "a", "--keyless"],
          {"keyless": True, "service_account": "dreambooth-workload", "audience": "sts.dreambooth.dev",
           "role_arn": None}),
         (["artifacts", "download", "a", "--keyless", "--service-account", "w", "--audience", "aud",
           "--role-arn", "arn:minio:iam:::role/x"],
          {"service_account": "w", "audience": "aud", "role_arn": "arn:minio:iam:::role/x"}),
+        (["submit", "--name", "c", "--instance-prompt", "p", "--photos", "pics"],
+         {"photos": "pics", "data_uri": None, "bucket": "dreambooth", "prefix": None, "prune": False,
+          "keyless": False, "secret": DEFAULT_SECRET, "endpoint": None}),
+        (["submit", "-f", "j.yaml", "--photos", "pics", "--keyless", "--bucket", "b", "--prefix", "p/q", "--prune",
+          "--endpoint", "h:1", "--insecure"],
+         {"photos": "pics", "keyless": True, "bucket": "b", "prefix": "p/q", "prune": True, "insecure": True}),
         (["run", "-f", "j.yaml"], {"mode": None, "workdir": None, "data": None, "steps": None}),
         (["run", "-f", "j.yaml", "--tiny", "--workdir", "w", "--steps", "3"], {"mode": "tiny", "workdir": "w",
                                                                                "steps": 3}),
@@ -46,13 +52,15 @@ def test_parse(argv, expected):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["submit"], "submit needs -f FILE or --name, --instance-prompt, --data-uri"),
-        (["submit", "--name", "c", "--instance-prompt", "p"], "submit needs -f FILE or --data-uri"),
+        (["submit"], "submit needs -f FILE or --name, --instance-prompt, --data-uri/--photos"),
+        (["submit", "--name", "c", "--instance-prompt", "p"], "submit needs -f FILE or --data-uri/--photos"),
         (["submit", "-f", "j.yaml", "--steps", "0"], "--steps must be at least 1"),
         (["run", "-f", "j.yaml", "--tiny", "--real"], "not allowed with argument"),
         (["run"], "the following arguments are required: -f/--filename"),
         (["artifacts"], "the following arguments are required"),
         (["artifacts", "describe", "a", "-o", "xml"], "invalid choice"),
+        (["submit", "--name", "c", "--instance-prompt", "p", "--photos", "d", "--data-uri", "s3://b/d/"],
+         "not allowed with argument"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(argv, message, capsys):
