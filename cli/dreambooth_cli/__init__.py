@@ -1,5 +1,6 @@
 """The ``dreambooth`` command (also ``kubectl dreambooth``): submit and watch DreamBoothJobs,
-list, describe and download ModelArtifacts, or run a job on this machine without a cluster.
+list, describe and download ModelArtifacts, run a job on this machine without a cluster, or
+print a platform's keyless-storage settings (``admin``).
 
 Exit codes: 0 success; 1 failure (refused spec, failed job, sha256 mismatch, …) with a
 one-line reason on stderr; 2 usage errors and ``watch --timeout``; 130 interrupted.
@@ -25,6 +26,10 @@ def dispatch(args) -> int:
         from .run import run
 
         return run(args)
+    if args.command == "admin":
+        from .admin import minio_policy
+
+        return minio_policy(args)
     from .kube import connect
 
     cluster = connect(args.kubeconfig, args.context, args.namespace)

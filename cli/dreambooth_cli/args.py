@@ -1,4 +1,4 @@
-"""The command line: ``dreambooth <submit|watch|artifacts|run>`` (also ``kubectl dreambooth``)."""
+"""The command line: ``dreambooth <submit|watch|artifacts|run|admin>`` (also ``kubectl dreambooth``)."""
 
 from __future__ import annotations
 
@@ -114,6 +114,28 @@ def _run_parser(sub) -> None:
     p.add_argument("--steps", type=int, metavar="N", help="override training.maxSteps")
 
 
+def _admin_parser(sub) -> None:
+    p = sub.add_parser("admin", help="platform set-up")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="{minio-policy}")
+    policy = verbs.add_parser(
+        "minio-policy", help="MinIO's role policy for keyless storage (JSON), or with --env its settings",
+        description="Print the policy of MinIO's OpenID role for keyless storage: each namespace's workload "
+        "ServiceAccount reaches tenants/system:serviceaccount:<namespace>:<name>/ of the bucket, the operator "
+        "reads what it needs. With --env: MinIO's environment for the cluster's ServiceAccount issuer and the "
+        "role ARN to give the operator, the pods and the CLI.")
+    policy.add_argument("--bucket", default=DEFAULT_BUCKET, help=f"default: {DEFAULT_BUCKET}")
+    policy.add_argument("--operator-service-account", required=True, metavar="NAMESPACE/NAME",
+                        help="the operator's ServiceAccount")
+    policy.add_argument("--workload-service-account", default=DEFAULT_WORKLOAD_SERVICE_ACCOUNT, metavar="NAME",
+                        help=f"tenants' workload ServiceAccount (default: {DEFAULT_WORKLOAD_SERVICE_ACCOUNT})")
+    policy.add_argument("--env", action="store_true", help="print MinIO's environment instead of the policy")
+    policy.add_argument("--issuer", metavar="URL", help="--env: the ServiceAccount issuer (kubectl get --raw "
+                        "/.well-known/openid-configuration shows it)")
+    policy.add_argument("--audience", default=DEFAULT_AUDIENCE, help=f"--env: client ID (default: {DEFAULT_AUDIENCE})")
+    policy.add_argument("--policy-name", default="dreambooth-tenant",
+                        help="--env: the name the policy is created under (default: dreambooth-tenant)")
+
+
 def build_parser(prog: str = "dreambooth") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -122,7 +144,7 @@ def build_parser(prog: str = "dreambooth") -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _cluster_flags(common, suppress=True)
     storage = _storage_flags()
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{submit,watch,artifacts,run}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{submit,watch,artifacts,run,admin}")
     _submit_parser(sub, common, storage)
     watch = sub.add_parser("watch", parents=[common], help="follow a job's progress until it ends",
                            description="Progress of a DreamBoothJob from its status, until it succeeds "
@@ -131,6 +153,7 @@ def build_parser(prog: str = "dreambooth") -> argparse.ArgumentParser:
     watch.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (exit 2)")
     _artifacts_parser(sub, common, storage)
     _run_parser(sub)
+    _admin_parser(sub)
     return parser
 
 
@@ -142,6 +165,10 @@ def parse_args(argv: list[str] | None, prog: str = "dreambooth") -> argparse.Nam
                                             ("--data-uri/--photos", args.data_uri or args.photos)) if not value]
         if missing:
             parser.error(f"submit needs -f FILE or {', '.join(missing)}")
+    if args.command == "admin":
+        namespace, _, name = args.operator_service_account.partition("/")
+        if not namespace or not name or "/" in name:
+            parser.error("--operator-service-account takes NAMESPACE/NAME")
     for name in ("steps", "num_class_images", "shards", "workers", "gpus_per_worker", "rank", "resolution"):
         value = getattr(args, name, None)
         if value is not None and value < 1:

@@ -38,6 +38,9 @@ from dreambooth_cli.args import DEFAULT_SECRET, parse_args
         (["submit", "-f", "j.yaml", "--photos", "pics", "--keyless", "--bucket", "b", "--prefix", "p/q", "--prune",
           "--endpoint", "h:1", "--insecure"],
          {"photos": "pics", "keyless": True, "bucket": "b", "prefix": "p/q", "prune": True, "insecure": True}),
+        (["admin", "minio-policy", "--operator-service-account", "sys/op"],
+         {"bucket": "dreambooth", "operator_service_account": "sys/op", "workload_service_account":
+          "dreambooth-workload", "env": False, "issuer": None, "policy_name": "dreambooth-tenant"}),
         (["run", "-f", "j.yaml"], {"mode": None, "workdir": None, "data": None, "steps": None}),
         (["run", "-f", "j.yaml", "--tiny", "--workdir", "w", "--steps", "3"], {"mode": "tiny", "workdir": "w",
                                                                                "steps": 3}),
@@ -61,6 +64,10 @@ def test_parse(argv, expected):
         (["artifacts", "describe", "a", "-o", "xml"], "invalid choice"),
         (["submit", "--name", "c", "--instance-prompt", "p", "--photos", "d", "--data-uri", "s3://b/d/"],
          "not allowed with argument"),
+        (["admin", "minio-policy"], "the following arguments are required: --operator-service-account"),
+        (["admin", "minio-policy", "--operator-service-account", "op"], "takes NAMESPACE/NAME"),
+        (["admin", "minio-policy", "--operator-service-account", "a/b/c"], "takes NAMESPACE/NAME"),
+        (["admin", "minio-policy", "--operator-service-account", "/b"], "takes NAMESPACE/NAME"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(argv, message, capsys):
