@@ -84,6 +84,10 @@ class ControlPlane:
         self.pki = workdir / "pki"
         self.apiserver_port = free_port()
         self.server = f"https://{address}:{self.apiserver_port}"
+        # The issuer of ServiceAccount tokens is the apiserver's own URL, so that its OpenID
+        # discovery (/.well-known/openid-configuration, /openid/v1/jwks) is fetchable by an
+        # external verifier (MinIO's STS): tests/support/sts.py. Trust: self.ca.cert_path.
+        self.issuer = self.server
         self.kubeconfig = workdir / "admin.kubeconfig"
         # JSON lines, one audit event each (tests/support/audit.py reads them); see AUDIT_POLICY.
         self.audit_log = workdir / "audit" / "audit.log"
@@ -100,6 +104,7 @@ class ControlPlane:
             self._make_credentials()
             self._start_etcd()
             self._start_apiserver()
+            self._allow_issuer_discovery()
             self._start_controllers()
             if self.gpu_nodes:
                 self._start_kwok()
@@ -177,6 +182,8 @@ class ControlPlane:
             "--tls-private-key-file", str(self.serving.key),
             "--client-ca-file", str(self.ca.cert_path),
             "--authorization-mode", "Node,RBAC",
+            # The first issuer signs; the second is still accepted (the in-cluster name).
+            "--service-account-issuer", self.issuer,
             "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
             "--service-account-key-file", str(self.sa_key.cert),
             "--service-account-signing-key-file", str(self.sa_key.key),
@@ -193,6 +200,16 @@ class ControlPlane:
         context = ssl.create_default_context(cafile=str(self.ca.cert_path))
         context.load_cert_chain(str(self.admin.cert), str(self.admin.key))
         apiserver.wait_until(lambda: http_ok(f"{self.server}/readyz", context), 120, "apiserver /readyz")
+
+    def _allow_issuer_discovery(self) -> None:
+        """Anonymous GETs of the discovery document and the JWKS, as the Kubernetes docs suggest
+        for verifiers outside the cluster: they hold no credentials for the apiserver."""
+        self.kubectl("create", "clusterrolebinding", "service-account-issuer-discovery-anonymous",
+                     "--clusterrole=system:service-account-issuer-discovery", "--group=system:unauthenticated")
+
+    @property
+    def openid_config_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration"
 
     def _start_controllers(self) -> None:
         self._spawn("kube-controller-manager", [
