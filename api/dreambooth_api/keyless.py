@@ -78,6 +78,10 @@ def role_policy(bucket: str, operator_subject: str,
              "Condition": {"StringEquals": operator}},
             {"Sid": "OperatorListing", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn],
              "Condition": {"StringLike": {"s3:prefix": [f"{TENANTS_ROOT}/*"]}, "StringEquals": operator}},
+            # minio-py, the client of the trainer, operator and CLI, asks for the bucket's region
+            # before its first request unless it is given one; the answer reveals nothing else.
+            {"Sid": "BucketLocation", "Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [arn],
+             "Condition": {"StringLike": {"jwt:sub": workload["jwt:sub"] + operator["jwt:sub"]}}},
         ],
     }
 
