@@ -14,11 +14,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from dreambooth_api import keyless
 
 from tests.support import binaries
 from tests.support.controlplane import ControlPlane
-from tests.support.minio_server import MinioServer
+from tests.support.minio_server import MinioServer, OpenIDProvider
 from tests.support.prometheus_server import PrometheusServer
+from tests.support.sts import KEYLESS_BUCKET, OPERATOR_SUBJECT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,6 +59,23 @@ def cluster(session_dir):
 @pytest.fixture(scope="session")
 def minio(session_dir):
     server = MinioServer(session_dir / "minio").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sts_minio(session_dir, cluster):
+    """A MinIO without any key but root's in use: its STS exchanges the cluster's ServiceAccount
+    tokens (audience keyless.DEFAULT_AUDIENCE) for credentials under keyless.role_policy, for the
+    bucket KEYLESS_BUCKET; every request is audited (audit_log)."""
+    openid = OpenIDProvider(cluster.openid_config_url, cluster.ca.cert_path)
+    server = MinioServer(session_dir / "sts-minio", openid=openid, audit=True).start()
+    try:
+        server.add_policy(openid.role_policy_name, keyless.role_policy(KEYLESS_BUCKET, OPERATOR_SUBJECT))
+        server.client().make_bucket(KEYLESS_BUCKET)
+    except BaseException:
+        server.stop()
+        raise
     yield server
     server.stop()
 
