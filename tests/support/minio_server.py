@@ -37,7 +37,8 @@ class OpenIDProvider:
 
 @dataclass(frozen=True)
 class AuditedRequest:
-    """One S3 request as MinIO's audit log records it; ``subject`` is the STS credentials' ``sub``."""
+    """One request as MinIO's audit log records it: ``subject`` is the ``sub`` of the token behind
+    STS credentials, ``access_key`` the key signing the request (of an exchange: the key issued)."""
 
     api: str
     bucket: str
@@ -48,9 +49,14 @@ class AuditedRequest:
 
     @classmethod
     def from_event(cls, event: dict) -> AuditedRequest:
-        api = event.get("api", {})
+        api, claims = event.get("api", {}), event.get("requestClaims") or {}
         return cls(api.get("name", ""), api.get("bucket", ""), api.get("object", ""), int(api.get("statusCode", 0)),
-                   (event.get("requestClaims") or {}).get("sub", ""), event.get("accessKey", ""))
+                   claims.get("sub", ""), event.get("accessKey") or claims.get("accessKey", ""))
+
+    @property
+    def is_exchange(self) -> bool:
+        """An STS request (MinIO names AssumeRoleWithWebIdentity "AssumeRoleSSOCommon")."""
+        return self.api.startswith("AssumeRole")
 
 
 class _AuditReceiver:
