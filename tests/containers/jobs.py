@@ -8,13 +8,17 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.datasets import REPO_ROOT
+from tests.support.datasets import CLOODY_PREFIX, REPO_ROOT, TINY_MODEL_PREFIX
 
 OVERLAYS = (REPO_ROOT / "tests/e2e/cloody-tiny-patch.yaml", Path(__file__).with_name("cloody-node-patch.yaml"))
 
 
-def apply_cloody(cluster, namespace: str, workdir: Path, name: str = "cloody", spec: dict | None = None) -> None:
-    """examples/cloody-job.yaml with the overlays (and ``spec``, merged last) as job ``name``."""
+def apply_cloody(platform, workdir: Path, name: str = "cloody", spec: dict | None = None) -> None:
+    """examples/cloody-job.yaml with the overlays, the tenant's own data and model (keyless: its
+    credentials reach nothing else), and ``spec`` merged last, as job ``name``."""
+    cluster, namespace, root = platform.cluster, platform.tenant, platform.storage_root
+    own = {"baseModel": {"uri": f"{root}/{TINY_MODEL_PREFIX}"}, "instance": {"dataUri": f"{root}/{CLOODY_PREFIX}/"}}
+    spec = {**own, **(spec or {})}
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO_ROOT / "examples/cloody-job.yaml", workdir / "cloody-job.yaml")
     patches = []

@@ -8,12 +8,15 @@ import hashlib
 import json
 from urllib.parse import urlparse
 
+from dreambooth_api.keyless import DEFAULT_WORKLOAD_SERVICE_ACCOUNT
 from dreambooth_api.names import PRIORS, PUBLISH, TRAIN
+from dreambooth_api.s3 import web_identity
 
 from tests.support.images import OPERATOR_IMAGE, TRAINER_IMAGE
 from tests.support.node import NODE_NAME
 from tests.support.wait import wait_for
 
+from .conftest import OPERATOR_ACCOUNT
 from .jobs import apply_cloody, pods, status
 
 VIOLATOR = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "violator"},
@@ -41,10 +44,12 @@ def test_the_operator_runs_in_cluster_non_root_on_a_read_only_root(node_platform
 
 def test_cloody_job_runs_in_containers_on_the_real_node(node_platform, tmp_path):
     cluster, namespace, prometheus = node_platform.cluster, node_platform.tenant, node_platform.prometheus
-    apply_cloody(cluster, namespace, tmp_path / "job")
+    apply_cloody(node_platform, tmp_path / "job")
     seen_phases: list[str] = []
 
     def succeeded() -> dict | None:
+        if not node_platform.taken:
+            take_credentials_from_a_running_pod(node_platform)
         current = status(cluster, namespace)
         phase = current.get("phase")
         if phase and (not seen_phases or seen_phases[-1] != phase):
@@ -96,9 +101,36 @@ def test_cloody_job_runs_in_containers_on_the_real_node(node_platform, tmp_path)
     assert {s["metric"]["instance"].rsplit(":", 1)[0] for s in loss} <= pod_ips, (loss, pod_ips)
     prometheus.wait_for(f'dreambooth_operator_jobs{{namespace="{namespace}",phase="Succeeded"}} == 1')
 
+    # Keyless: no key anywhere in the tenant's namespace; every pod exchanged its projected token.
+    secrets = json.loads(cluster.kubectl("get", "secrets", "-n", namespace, "-o", "json").stdout)["items"]
+    assert not [s["metadata"]["name"] for s in secrets if {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+                & set(s.get("data") or {})], [s["metadata"]["name"] for s in secrets]
+    for pod in ran:
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        assert "AWS_WEB_IDENTITY_TOKEN_FILE" in env and "AWS_SECRET_ACCESS_KEY" not in env, pod["metadata"]["name"]
+        assert pod["spec"]["serviceAccountName"] == DEFAULT_WORKLOAD_SERVICE_ACCOUNT
+    assert "exchanging the ServiceAccount token for credentials" in logs
+    # ... and the operator, keyless, may read no Secret in any namespace.
+    operator = f"system:serviceaccount:{node_platform.operator_namespace}:{OPERATOR_ACCOUNT}"
+    for ns in cluster.kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}").stdout.split():
+        assert cluster.kubectl("auth", "can-i", "get", "secrets", "-n", ns, "--as", operator,
+                               check=False).stdout.strip() == "no", ns
+    assert node_platform.taken, "no storage credentials could be taken from a running pod"
+
     # Minutes of liveness probes later, the operator has never been restarted.
     (container,) = node_platform.operator_pod()["status"]["containerStatuses"]
     assert container["restartCount"] == 0, container
+
+
+def take_credentials_from_a_running_pod(platform) -> None:
+    """What someone with a pod's file system could copy: its storage token, exchanged at once
+    exactly as the trainer does. tests/containers/test_taken_credentials.py sees them expire."""
+    for pod in pods(platform.cluster, platform.tenant, "cloody"):
+        if pod["status"].get("phase") == "Running" and (token := platform.pod_token(pod)):
+            credentials = web_identity(platform.minio.endpoint, False, lambda token=token: token,
+                                       platform.minio.role_arn).retrieve()
+            platform.taken.append((pod["metadata"]["name"], token, credentials))
+            return
 
 
 def describe(cluster, namespace: str) -> str:

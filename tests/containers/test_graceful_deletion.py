@@ -35,7 +35,7 @@ def rank_zero(cluster, namespace: str) -> dict | None:
 
 def test_a_training_pod_deleted_mid_run_checkpoints_and_the_next_pods_resume_from_it(node_platform, tmp_path):
     cluster, namespace = node_platform.cluster, node_platform.tenant
-    apply_cloody(cluster, namespace, tmp_path / "job", name=NAME, spec=SPEC)
+    apply_cloody(node_platform, tmp_path / "job", name=NAME, spec=SPEC)
 
     def training_pod_past_step_3() -> dict | None:
         if status(cluster, namespace, NAME).get("phase") in ("Failed", "Succeeded"):

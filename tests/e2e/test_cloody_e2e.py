@@ -56,7 +56,7 @@ def test_cloody_job_runs_end_to_end(cluster, minio, prometheus, platform, repo_r
                 agent.logs(namespace, p["metadata"]["name"])[-3000:] for p in pods))
         return current if phase == "Succeeded" else None
 
-    final = wait_for(progress, 480, "cloody Succeeded", interval=0.5)
+    final = wait_for(progress, 900, "cloody Succeeded", interval=0.5)  # generous: 2 shared cores
     assert seen_phases[0] in ("Pending", "GeneratingPriors")
     for phase in ("GeneratingPriors", "Training", "Publishing", "Succeeded"):
         assert phase in seen_phases, seen_phases
