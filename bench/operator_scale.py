@@ -1,21 +1,27 @@
 """Operator at scale: N DreamBoothJobs over 20 namespaces on kwok GPU nodes.
 
 Prints, for each N: apply → prior-Job-created latency (p50, p99), the time until every job
-has its prior Job, and the operator's resident memory. Starts its own control plane, MinIO
-and operator (with the chart's RBAC and settings); nothing is asserted.
+has its prior Job, and the operator's resident memory. Then, with every job waiting and nothing
+changing, for ``--idle`` seconds: the operator's CPU, its apiserver requests per minute by verb
+and resource (from the apiserver's audit log) and its S3 requests per minute by API (from
+MinIO's audit log) — the cost of standing still. Starts its own control plane, MinIO and
+operator (with the chart's RBAC and settings); nothing is asserted.
 
-    .venv/bin/python bench/operator_scale.py [--jobs 100 500] [--namespaces 20]
+    .venv/bin/python bench/operator_scale.py [--jobs 100 500] [--namespaces 20] [--idle 60]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import kubernetes
@@ -35,6 +41,46 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def apiserver_requests(audit_log: Path, username: str, since: datetime.datetime) -> Counter:
+    """The requests ``username`` made since ``since``, by (verb, resource), one per audit ID."""
+    counted: dict[str, tuple[str, str]] = {}
+    with audit_log.open() as lines:
+        for line in lines:
+            event = json.loads(line)
+            if event["user"].get("username") != username:
+                continue
+            received = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+            ref = event.get("objectRef") or {}
+            if received >= since:
+                counted[event["auditID"]] = (event["verb"], ref.get("resource", event.get("requestURI", "")))
+    return Counter(counted.values())
+
+
+def idle_cost(plane, minio, operator, installed, seconds: float) -> None:
+    """What the operator does while nothing changes: CPU, apiserver and S3 requests per minute."""
+    since = datetime.datetime.now(datetime.UTC)
+    minio.audit_log()  # everything before ``since`` is in the receiver now; count only what follows
+    before_s3 = len(minio.audit_log())
+    cpu = cpu_seconds(operator.process.pid)
+    time.sleep(seconds)  # the measurement window itself: nothing to await
+    cpu = cpu_seconds(operator.process.pid) - cpu
+    s3 = Counter(r.api for r in minio.audit_log()[before_s3:] if r.access_key == minio.access_key)
+    api = apiserver_requests(plane.audit_log, installed.user, since)
+    per_minute = 60 / seconds
+    print(f"idle {seconds:.0f} s: operator CPU {100 * cpu / seconds:.0f} % of a core, "
+          f"apiserver {sum(api.values()) * per_minute:.0f}/min, S3 {sum(s3.values()) * per_minute:.0f}/min")
+    for (verb, resource), n in api.most_common():
+        print(f"  apiserver {verb:>6} {resource:<24} {n * per_minute:>8.0f}/min")
+    for name, n in s3.most_common():
+        print(f"  S3 {name:<30} {n * per_minute:>8.0f}/min")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,10 +130,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument("--idle", type=float, default=60, help="seconds to measure the idle cost")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="dreambooth-bench-"))
     plane = ControlPlane(workdir / "kube", gpu_nodes=20).start()
-    minio = MinioServer(workdir / "minio").start()
+    minio = MinioServer(workdir / "minio", audit=True).start()
     operator = None
     try:
         client = plane.api_client()
@@ -118,6 +165,7 @@ def main() -> int:
             print(f"{count:>6} {statistics.median(lat):>8.2f} {percentile(lat, 0.99):>8.2f} "
                   f"{result['apply']:>8.1f} {result['all']:>8.1f} {result['missing']:>8} "
                   f"{rss_mib(operator.process.pid):>8.0f}", flush=True)
+        idle_cost(plane, minio, operator, installed, args.idle)
     finally:
         if operator:
             operator.stop()
