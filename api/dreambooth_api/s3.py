@@ -27,7 +27,6 @@ def split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-
 class TokenExchangeError(Exception):
     """STS did not turn the ServiceAccount token into credentials. The message never holds the
     token: minio's own errors quote the request URL, which carries it."""
@@ -48,17 +47,17 @@ def web_identity(endpoint: str, secure: bool, token: str | Callable[[], str], ro
     log or count it). Failures raise TokenExchangeError."""
     from minio.credentials import WebIdentityProvider
 
-    token_file = token if isinstance(token, str) else "(TokenRequest)"
-
     def read_token() -> str:
-        with open(token_file, encoding="utf-8") as f:
+        if callable(token):
+            return token()
+        with open(token, encoding="utf-8") as f:
             return f.read().strip()
 
     def jwt() -> dict[str, str]:
         if on_exchange is not None:
             on_exchange()
         # No expires_in: MinIO then makes the credentials expire with the token itself.
-        return {"access_token": read_token() if isinstance(token, str) else token()}
+        return {"access_token": read_token()}
 
     class Provider(WebIdentityProvider):
         def retrieve(self):
@@ -66,7 +65,7 @@ def web_identity(endpoint: str, secure: bool, token: str | Callable[[], str], ro
                 return super().retrieve()
             except OSError as err:  # the token file (urllib3's errors are ValueErrors or HTTPErrors)
                 if isinstance(err, FileNotFoundError | PermissionError):
-                    raise TokenExchangeError(None, f"token file {token_file}: {err.strerror}") from None
+                    raise TokenExchangeError(None, f"token file {token}: {err.strerror}") from None
                 raise TokenExchangeError(None, type(err).__name__) from None
             except Exception as err:  # noqa: BLE001 - its text quotes the token; never pass it on
                 match = re.search(r"HTTP status code (\d+)", str(err))

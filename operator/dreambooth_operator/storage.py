@@ -22,7 +22,7 @@ from dreambooth_api.names import (
 )
 from dreambooth_api.s3 import Credentials, TokenExchangeError, split_s3, web_identity
 from minio import Minio
-from minio.credentials import Provider
+from minio.credentials import Provider, StaticProvider
 from minio.error import S3Error
 
 from .observation import Problem, StoredObject
@@ -38,10 +38,8 @@ class Storage:
 
     def __init__(self, endpoint: str, secure: bool, credentials: Credentials | Provider):
         if isinstance(credentials, Credentials):
-            self.client = Minio(endpoint, access_key=credentials.access_key,
-                                secret_key=credentials.secret_key, secure=secure, http_client=_HTTP)
-        else:
-            self.client = Minio(endpoint, credentials=credentials, secure=secure, http_client=_HTTP)
+            credentials = StaticProvider(credentials.access_key, credentials.secret_key)
+        self.client = Minio(endpoint, credentials=credentials, secure=secure, http_client=_HTTP)
 
     def check_bucket(self, bucket: str, prefix: str) -> Problem | None:
         """The bucket exists and the job's prefix can be listed: what the job needs, and all that
