@@ -20,6 +20,10 @@ def keyless_problems(spec: DreamBoothJobSpec, layout: StorageLayout, tenant_root
     if storage and storage.secret_ref:
         problems.append(Problem("StorageSecretNotAllowed", f"storage.secretRef {storage.secret_ref.name!r}: this "
                                 f"operator uses keyless storage (ServiceAccount tokens) in {root}; remove the key"))
+    if storage and storage.prefix and not is_within(f"{tenant_root}/{storage.prefix}", tenant_root):
+        # The schema admits "." and ".." segments; a folder of the namespace's prefix has none.
+        problems.append(Problem("StorageOutsideTenant", f"storage.prefix {storage.prefix!r} climbs out of this "
+                                f"namespace's storage {root}"))
     if storage and storage.bucket and storage.bucket != layout.bucket:
         problems.append(Problem("StorageOutsideTenant", f"storage.bucket {storage.bucket!r}: this namespace's "
                                 f"storage is {root}"))

@@ -38,6 +38,8 @@ def test_a_job_inside_its_own_prefix_passes():
     ({"instance__dataUri": f"{OWN}/"}, "InstanceDataOutsideTenant", "instance.dataUri"),  # the whole root
     ({"baseModel__uri": f"{OTHER}/models/sd15"}, "BaseModelOutsideTenant", "baseModel.uri"),
     ({"storage": {"bucket": "other-bucket"}}, "StorageOutsideTenant", "other-bucket"),
+    ({"storage": {"prefix": "../other"}}, "StorageOutsideTenant", ".."),
+    ({"storage": {"prefix": "ok/./x"}}, "StorageOutsideTenant", "storage.prefix"),
     ({"storage": {"secretRef": {"name": "keys"}}}, "StorageSecretNotAllowed", "keys"),
 ])
 def test_what_points_outside_is_refused_by_name(fields, reason, named):
