@@ -11,6 +11,7 @@ import json
 import ssl
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import kubernetes
@@ -71,11 +72,13 @@ def gpu_node(name: str, gpus: int = 8) -> dict:
 
 class ControlPlane:
     def __init__(self, workdir: Path, gpu_nodes: int = 4, detached: bool = False,
-                 address: str = "127.0.0.1") -> None:
+                 address: str = "127.0.0.1", controller_manager_args: Sequence[str] = ()) -> None:
         """``address``: where the apiserver listens and what it advertises as the `kubernetes`
         Service's endpoint; a real node's pods reach it there (tests/support/node.py), so a
-        cluster with one passes the node's address, never loopback."""
+        cluster with one passes the node's address, never loopback. ``controller_manager_args``:
+        added to kube-controller-manager's (bench/operator_scale.py lifts its client rate limit)."""
         self.workdir = workdir
+        self.controller_manager_args = list(controller_manager_args)
         self.gpu_nodes = gpu_nodes
         self.detached = detached
         self.address = address
@@ -226,6 +229,7 @@ class ControlPlane:
             "--leader-elect=false",
             "--concurrent-gc-syncs", "5",
             "--v=1",
+            *self.controller_manager_args,
         ])
         self._spawn("kube-scheduler", [
             str(self.bin["kube-scheduler"]),
