@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import io
+import os
 import shutil
 import sys
 import tempfile
@@ -70,7 +71,7 @@ POD_JOB_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on i
 def phase(what: str):
     started = time.monotonic()
     yield
-    print(f"  [{what}: {time.monotonic() - started:.0f} s]")
+    print(f"  [{what}: {time.monotonic() - started:.0f} s; load average {os.getloadavg()[0]:.1f}]")
 
 
 @dataclass
