@@ -62,7 +62,7 @@ from tests.support.operator_process import OperatorProcess  # noqa: E402
 from tests.support.wait import wait_for  # noqa: E402
 
 # The operator reads a Training job's progress at most once per this many seconds.
-PROGRESS_INTERVAL_ENV = "DREAMBOOTH_RECONCILE_INTERVAL_SECONDS"
+PROGRESS_INTERVAL_ENV = "DREAMBOOTH_PROGRESS_INTERVAL_SECONDS"
 ANCHOR_LABEL = "bench.dreambooth.dev/anchor"
 POD_JOB_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on its pods
 

@@ -1,5 +1,5 @@
-"""The Controller: the operator's state (client, settings, per-job locks and backoff) and the
-one reconcile path — parse, gather, plan (pure), act — run for one job at a time."""
+"""The Controller: the operator's state (caches, work queue, backoffs, what was read from
+storage) and the one reconcile path — parse, gather, plan (pure), act — run for one job at a time."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import datetime
 import json
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 
 import kopf
 import kubernetes
 import urllib3
 from dreambooth_api import DreamBoothJobSpec
-from dreambooth_api.names import JOB_NAME_LABEL
 from dreambooth_api.s3 import TokenExchangeError
 from kubernetes.client.exceptions import ApiException
 from minio.error import S3Error
@@ -21,18 +20,26 @@ from pydantic import ValidationError
 
 from . import conditions as cond
 from . import metrics
+from .cache import ClusterCache
 from .children import JobContext
 from .gather import gather
 from .kube import Kube
 from .observation import Observation, Problem
+from .reads import StorageMemo, next_progress_read, trains
 from .reconcile import TERMINAL, Event, Plan, plan, spec_errors, unparsable
 from .settings import OperatorSettings
-from .storage import Storage, operator_storage
+from .storage import StorageClients, operator_storage
+from .workqueue import FairQueue
 
 log = logging.getLogger("dreambooth_operator")
 Key = tuple[str, str]  # (namespace, name)
 # After the apiserver refused a child: retry after 15 s, 30 s, … at most 5 minutes.
 REFUSAL_BACKOFF = (15.0, 300.0)
+# A job whose inputs are not usable is checked again after the plan's wait, doubled each time, at
+# most this often: a Secret or bucket made later is found without a hot loop on every tenant.
+INPUT_BACKOFF_CAP = 300.0
+# A pass that raised (a server briefly away): retried after 0.5 s, 1 s, … at most 5 minutes.
+RETRY_BACKOFF = (0.5, 300.0)
 
 
 def refusal(kind: str, err: ApiException) -> Problem | None:
@@ -52,104 +59,135 @@ def refusal(kind: str, err: ApiException) -> Problem | None:
     return Problem(reason, f"the apiserver refused to create the {kind} (HTTP {err.status}): {message}"[:4096])
 
 
-class JobLocks:
-    """One lock per job, so passes of a job never overlap; a deleted job's lock is dropped."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[Key, threading.Lock] = {}
-
-    def __call__(self, key: Key) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
-
-    def forget(self, key: Key) -> None:
-        with self._guard:
-            lock = self._locks.get(key)
-            if lock is not None and not lock.locked():
-                del self._locks[key]
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-
 class Controller:
+    """Watch-fed caches queue job keys; ``max_concurrent_reconciles`` workers run one pass per
+    key (never two at once for one job), tenants served in turn (workqueue.FairQueue)."""
+
     def __init__(self, settings: OperatorSettings | None = None, kube: Kube | None = None):
         self.settings = settings or OperatorSettings()
         self._kube = kube
-        self.locks = JobLocks()
-        # Jobs waiting (for a Secret, a bucket, after a refused create) are not re-checked
+        self.queue = FairQueue(base_delay=RETRY_BACKOFF[0], max_delay=RETRY_BACKOFF[1])
+        self.cache: ClusterCache | None = None
+        # Jobs waiting (for a Secret, a bucket, after a refused create) are not passed again
         # before this time unless their generation changes.
         self.not_before: dict[Key, tuple[datetime.datetime, int | None]] = {}
         self.refusals: dict[Key, int] = {}  # consecutive refused creates, for the backoff
+        self.waits: dict[Key, int] = {}  # consecutive passes that found the inputs unusable
+        self.memos: dict[Key, StorageMemo] = {}
+        self.storages = StorageClients(self.settings.storage_endpoint, self.settings.storage_secure)
         self._stop = threading.Event()
-        self._own_storage: Storage | None = None
-
-    @property
-    def own_storage(self) -> Storage | None:
-        """Keyless: the operator's storage client, with credentials from its own token."""
-        settings = self.settings
-        if settings.keyless and settings.storage_endpoint and self._own_storage is None:
-            self._own_storage = operator_storage(settings.storage_endpoint, settings.storage_secure,
-                                                 settings.storage_token_file, settings.storage_role_arn)
-        return self._own_storage
+        self._threads: list[threading.Thread] = []
 
     @property
     def kube(self) -> Kube:
+        """The workers' client: one pooled connection per worker (a smaller pool would open
+        and drop a connection, a TLS handshake, per request beyond it)."""
         if self._kube is None:
-            try:
-                kubernetes.config.load_incluster_config()
-            except kubernetes.config.ConfigException:
-                kubernetes.config.load_kube_config()
-            self._kube = Kube(kubernetes.client.ApiClient())
+            self._kube = Kube(api_client(self.settings.max_concurrent_reconciles + 2))
         return self._kube
 
     def configure(self, settings: kopf.OperatorSettings) -> None:
         settings.posting.level = logging.WARNING  # only warnings become Events from log lines
-        settings.execution.max_workers = self.settings.max_concurrent_reconciles
         settings.watching.server_timeout = 300
         settings.networking.error_backoffs = [1, 5, 15, 60]
 
-    # -- entry points ------------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------------
 
-    def reconcile(self, body: kopf.Body | dict, *, timer: bool = False) -> None:
-        meta = body["metadata"]
-        self.reconcile_key((meta["namespace"], meta["name"]), meta["uid"], timer=timer)
+    def start(self) -> None:
+        """Start the caches; the workers and the resync start once every cache holds its first
+        list, so no pass decides a child is missing before the cache could show it."""
+        settings = self.settings
+        if settings.keyless and settings.storage_endpoint:
+            self.storages.own = operator_storage(settings.storage_endpoint, settings.storage_secure,
+                                                 settings.storage_token_file, settings.storage_role_arn)
+        self._stop.clear()
+        self.cache = ClusterCache(self.kube, settings, api_client, enqueue=self.queue.add, wake=self.wake,
+                                  forget=self.forget).start()
+        metrics.QUEUE.set_function(lambda: len(self.queue))
+        self._spawn(self._start_workers, "start")
 
-    def reconcile_owner(self, child: kopf.Body) -> None:
-        """A child Job changed: reconcile the DreamBoothJob that owns it, now."""
-        owner = next((r for r in child["metadata"].get("ownerReferences") or []
-                      if r.get("kind") == "DreamBoothJob"), None)
-        name = child["metadata"].get("labels", {}).get(JOB_NAME_LABEL)
-        if owner is not None and name is not None:
-            self.reconcile_key((child["metadata"]["namespace"], name), owner["uid"])
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.shutdown()
+        if self.cache is not None:
+            self.cache.stop()
 
-    def reconcile_key(self, key: Key, uid: str, *, timer: bool = False) -> None:
-        now = datetime.datetime.now(datetime.UTC)
-        waiting = self.not_before.get(key)
-        if timer and waiting and now < waiting[0]:
-            return  # backing off: a job waiting for its inputs is not re-checked every tick
-        with self.locks(key):
-            # Each pass reads the job as it is now (once): the event that triggered it may
-            # predate the pass that just held the lock.
-            body = self.kube.dreambooth_job(*key)
-            if body is None or body["metadata"]["uid"] != uid or body["metadata"].get("deletionTimestamp"):
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _start_workers(self) -> None:
+        while not self.cache.wait_synced(30):
+            if self._stop.is_set():
                 return
-            if waiting and now < waiting[0] and body["metadata"].get("generation") == waiting[1]:
-                return  # nor on an event, unless the spec changed
-            metrics.RECONCILES.labels(key[0]).inc()
-            try:
-                self._pass(body, now)
-            except Exception:
-                metrics.RECONCILE_ERRORS.labels(key[0]).inc()
-                raise
+            log.warning("waiting for the first list of %s", ", ".join(self.cache.unsynced()[:10]))
+        log.info("caches synced: %d DreamBoothJobs; starting %d workers", len(self.cache.dreambooth_jobs()),
+                 self.settings.max_concurrent_reconciles)
+        for i in range(self.settings.max_concurrent_reconciles):
+            self._spawn(self._work, f"worker-{i}")
+        self._spawn(self._resync, "resync")
 
-    def forget(self, body) -> None:
-        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    def _work(self) -> None:
+        while (key := self.queue.get()) is not None:
+            try:
+                self.reconcile_key(key)
+            except (ApiException, S3Error, TokenExchangeError, urllib3.exceptions.HTTPError, OSError) as err:
+                # A server briefly away or refusing: one line, and the job retried with backoff.
+                delay = self.queue.add_rate_limited(key)
+                log.warning("reconcile of %s/%s failed: %s; retry in %.1fs", *key, _brief(err), delay)
+            except Exception:
+                delay = self.queue.add_rate_limited(key)
+                log.exception("reconcile of %s/%s failed; retry in %.1fs", *key, delay)
+            else:
+                self.queue.forget(key)
+            finally:
+                self.queue.done(key)
+
+    def _resync(self) -> None:
+        """Every job again at a long interval (controller-runtime's SyncPeriod), from the cache:
+        no apiserver reads; a pass with nothing to do makes no request either."""
+        while not self._stop.wait(self.settings.resync_interval_seconds):
+            for body in self.cache.dreambooth_jobs():
+                self.queue.add((body["metadata"]["namespace"], body["metadata"]["name"]))
+
+    # -- one job ---------------------------------------------------------------------------------
+
+    def reconcile_key(self, key: Key) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        body = self.cache.dreambooth_job(*key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        waiting = self.not_before.get(key)
+        if waiting and now < waiting[0] and body["metadata"].get("generation") == waiting[1]:
+            # Holding until then, unless the spec changed; this trigger may have replaced the
+            # delayed add, so it is made again.
+            self.queue.add_after(key, (waiting[0] - now).total_seconds())
+            return
+        metrics.RECONCILES.labels(key[0]).inc()
+        try:
+            self._pass(body, now)
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels(key[0]).inc()
+            raise
+
+    def wake(self, key: Key) -> None:
+        """A pass now, even for a job waiting for its inputs: what it waits for may have come."""
         self.not_before.pop(key, None)
-        self.refusals.pop(key, None)
-        self.locks.forget(key)
+        self.queue.add(key)
+
+    def forget(self, key: Key) -> None:
+        """The job is gone: drop everything kept for it."""
+        self.queue.discard(key)
+        for kept in (self.not_before, self.refusals, self.waits, self.memos):
+            kept.pop(key, None)
         metrics.PHASES.forget(*key)
+
+    def _memo(self, key: Key, uid: str) -> StorageMemo:
+        memo = self.memos.get(key)
+        if memo is None or memo.uid != uid:  # a new job of the same name starts afresh
+            memo = self.memos[key] = StorageMemo(uid)
+        return memo
 
     # -- the pass ----------------------------------------------------------------------------
 
@@ -157,6 +195,8 @@ class Controller:
         meta, api = body["metadata"], self.kube
         key = (meta["namespace"], meta["name"])
         status = dict(body.get("status") or {})
+        memo = self._memo(key, meta["uid"])
+        observed = None
         try:
             spec = DreamBoothJobSpec.model_validate(dict(body["spec"]))
         except ValidationError as err:
@@ -166,7 +206,7 @@ class Controller:
             ctx = JobContext.create(meta["name"], meta["namespace"], meta["uid"], spec, self.settings)
             # A finished job only waits for its TTL: nothing to gather.
             observed = (Observation(now=now) if status.get("phase") in TERMINAL
-                        else gather(api, ctx, status, now, self.own_storage))
+                        else gather(self.cache, ctx, status, now, memo, self.storages))
             decision = plan(ctx, status, meta.get("generation"), observed)
         for kind, child in decision.delete:
             api.delete(kind, key[0], child)
@@ -179,7 +219,7 @@ class Controller:
             api.patch_artifact_status(key[0], decision.artifact_status[0], decision.artifact_status[1])
         clean = {k: v for k, v in decision.status.items() if v is not None}
         if clean != {k: v for k, v in status.items() if v is not None}:
-            api.patch_status(*key, clean)
+            self.cache.remember("DreamBoothJob", api.patch_status(*key, clean))
         for event in decision.events:
             api.event(body, event.type, event.reason, event.message)
         metrics.PHASES.observe(*key, clean.get("phase"))
@@ -187,10 +227,27 @@ class Controller:
             log.info("TTL after finish expired: deleting %s/%s (its ModelArtifact stays)", *key)
             api.delete("DreamBoothJob", *key)
             return
-        if decision.requeue_after is not None:
-            self.not_before[key] = (now + datetime.timedelta(seconds=decision.requeue_after), meta.get("generation"))
+        self._schedule(key, decision, observed, memo, meta.get("generation"), now)
+
+    def _schedule(self, key: Key, decision: Plan, observed: Observation | None, memo: StorageMemo,
+                  generation: int | None, now: datetime.datetime) -> None:
+        """When to pass the job again without an event: after a backoff while its inputs are not
+        usable (holding every other trigger), when the plan says, and at the next progress read."""
+        delay = decision.requeue_after
+        if decision.hold:
+            if observed is not None and observed.problems:
+                waits = self.waits[key] = self.waits.get(key, 0) + 1
+                delay = min(INPUT_BACKOFF_CAP, delay * 2 ** (waits - 1))
+            self.not_before[key] = (now + datetime.timedelta(seconds=delay), generation)
         else:
+            self.waits.pop(key, None)
             self.not_before.pop(key, None)
+            if observed is not None and trains(observed.train_job):
+                interval = self.settings.progress_interval_seconds
+                read = next_progress_read(memo, time.monotonic(), interval) or interval
+                delay = read if delay is None else min(delay, read)
+        if delay is not None:
+            self.queue.add_after(key, delay)
 
     def _create(self, body: dict, objects: list[dict]) -> Problem | None:
         """Create the plan's children in order; stop at the first the apiserver refuses."""
@@ -198,12 +255,14 @@ class Controller:
             if obj["kind"] != "ModelArtifact":  # an artifact outlives its job: not owned
                 kopf.adopt(obj, owner=dict(body))
             try:
-                self.kube.create(obj)
+                created = self.kube.create(obj)
             except ApiException as err:
                 if (problem := refusal(f"{obj['kind']} {obj['metadata']['name']}", err)) is None:
                     raise
                 metrics.CHILDREN_REFUSED.labels(body["metadata"]["namespace"], obj["kind"]).inc()
                 return problem
+            if created is not None:
+                self.cache.remember(obj["kind"], created)
             metrics.CHILDREN_CREATED.labels(body["metadata"]["namespace"], obj["kind"]).inc()
         return None
 
@@ -220,44 +279,19 @@ class Controller:
         count = self.refusals[key] = self.refusals.get(key, 0) + 1
         first, cap = REFUSAL_BACKOFF
         decision.requeue_after = min(cap, first * 2 ** (count - 1))
+        decision.hold = True
 
-    # -- resync ------------------------------------------------------------------------------
 
-    def start_resync(self) -> None:
-        """Re-observe every job on an interval (controller-runtime's SyncPeriod).
-
-        A kopf timer would do the same per object but holds a finalizer on each job, so a job
-        could not be deleted while its operator was down; a plain list loop holds none.
-        """
-        self._stop.clear()
-        threading.Thread(target=self._resync, name="resync", daemon=True).start()
-
-    def stop_resync(self) -> None:
-        self._stop.set()
-
-    def _resync(self) -> None:
-        settings = self.settings
-        with ThreadPoolExecutor(settings.max_concurrent_reconciles, thread_name_prefix="resync") as pool:
-            while not self._stop.wait(settings.reconcile_interval_seconds):
-                try:
-                    bodies = self.kube.dreambooth_jobs(settings.watch_namespaces)
-                except Exception:  # the API server may be briefly away: try again next tick
-                    log.exception("listing DreamBoothJobs failed")
-                    continue
-                for _ in pool.map(self._resync_one, bodies):
-                    pass
-
-    def _resync_one(self, body: dict) -> None:
-        if body["metadata"].get("deletionTimestamp"):
-            return
-        where = f'{body["metadata"]["namespace"]}/{body["metadata"]["name"]}'
-        try:
-            self.reconcile(body, timer=True)
-        except (ApiException, S3Error, TokenExchangeError, urllib3.exceptions.HTTPError, OSError) as err:
-            # A server briefly away or refusing: one line per pass, not a traceback each tick.
-            log.warning("reconcile of %s failed: %s", where, _brief(err))
-        except Exception:
-            log.exception("reconcile of %s failed", where)
+def api_client(pool: int) -> kubernetes.client.ApiClient:
+    """A client of the cluster the operator runs in (or of the kubeconfig's), holding up to
+    ``pool`` connections."""
+    config = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=config)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=config)
+    config.connection_pool_maxsize = pool
+    return kubernetes.client.ApiClient(config)
 
 
 def _brief(err: Exception) -> str:

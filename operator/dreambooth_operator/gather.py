@@ -1,9 +1,11 @@
-"""Gather one job's Observation (I/O): its children from the API server, its files from storage."""
+"""Gather one job's Observation (I/O): its children from the watch-fed caches, its files from
+storage when they can have changed (reads.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import time
 
 from dreambooth_api.files import FileError, FileTooLarge, Progress, PublishResult
 from dreambooth_api.names import (
@@ -20,10 +22,11 @@ from dreambooth_api.names import (
 from dreambooth_api.s3 import STORAGE_KEYS, Credentials
 
 from . import conditions as cond
+from .cache import ClusterCache as View
 from .children import JobContext
-from .kube import Kube
 from .observation import ArtifactState, ChildJob, Observation, Problem
-from .storage import File, Storage
+from .reads import NO_PRIOR_JOB, StorageMemo, priors_due, progress_due
+from .storage import File, Storage, StorageClients
 from .tenancy import keyless_problems
 
 # A LoRA adapter is megabytes; an SDXL one at rank 256 under 2 GiB. The operator hashes it once
@@ -31,35 +34,47 @@ from .tenancy import keyless_problems
 MAX_ADAPTER_BYTES = 4 << 30
 
 
-def gather(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime,
-           own_storage: Storage | None = None) -> Observation:
-    """``own_storage``: keyless, the operator's own credentials, used for every job."""
-    jobs = {j["metadata"]["name"]: j for j in kube.child_jobs(ctx.namespace, ctx.name)}
-    services = {s["metadata"]["name"] for s in kube.child_services(ctx.namespace, ctx.name)}
+def gather(view: View, ctx: JobContext, status: dict, now: datetime.datetime, memo: StorageMemo,
+           storages: StorageClients) -> Observation:
+    """The job's children (from the caches) and the files in storage that can have changed
+    since ``memo`` (see reads.py); ``memo`` is updated with what was read."""
+    jobs = {j["metadata"]["name"]: j for j in view.child_jobs(ctx.namespace, ctx.name)}
+    services = {s["metadata"]["name"] for s in view.child_services(ctx.namespace, ctx.name)}
     attempt = ((status.get("training") or {}).get("restarts")) or 0
     current_train = train_job_name(ctx.name, attempt)
     # Jobs of earlier attempts are removed once a later attempt exists.
     stale = tuple(("Job", name) for name, job in jobs.items()
                   if job["metadata"]["labels"].get(COMPONENT_LABEL) == TRAIN and name != current_train
                   and not job["metadata"].get("deletionTimestamp"))
-    existing = kube.artifact(ctx.namespace, ctx.artifact)
-    problems, storage = check_inputs(kube, ctx, status, existing, own_storage)
+    existing = view.artifact(ctx.namespace, ctx.artifact)
+    problems, storage = check_inputs(view, ctx, status, existing, storages)
+    prior_object = jobs.get(priors_job_name(ctx.name))
     obs = dict(
         now=now,
         problems=tuple(problems),
-        priors_job=_child(kube, ctx, jobs.get(priors_job_name(ctx.name))),
-        train_job=_child(kube, ctx, jobs.get(current_train)),
+        priors_job=_child(view, ctx, prior_object),
+        train_job=_child(view, ctx, jobs.get(current_train)),
         service_exists=rendezvous_service_name(ctx.name) in services,
-        publish_job=_child(kube, ctx, jobs.get(publish_job_name(ctx.name))),
+        publish_job=_child(view, ctx, jobs.get(publish_job_name(ctx.name))),
         stale_children=stale,
     )
     if storage is None:
         return Observation(**obs)
     layout, spec = ctx.layout, ctx.spec
     if spec.prior and spec.prior.enabled:
-        obs["priors_ready"] = storage.count_priors(layout.bucket, layout.priors_key)
+        version = prior_object["metadata"].get("resourceVersion") if prior_object else None
+        if priors_due(memo, spec.prior.num_images, obs["priors_job"], version):
+            memo.priors_ready = storage.count_priors(layout.bucket, layout.priors_key)
+            memo.priors_version = version if prior_object else NO_PRIOR_JOB
+        obs["priors_ready"] = memo.priors_ready or 0
     bad: list[Problem] = []
-    obs["progress"] = _read(storage, layout.bucket, layout.progress_key, Progress, bad)
+    clock = time.monotonic()
+    if progress_due(memo, obs["train_job"], clock, ctx.settings.progress_interval_seconds):
+        _read_progress(storage, layout.bucket, layout.progress_key, memo)
+        memo.progress_read_at = clock
+    obs["progress"] = memo.progress
+    if memo.progress_problem is not None:
+        bad.append(memo.progress_problem)
     published = obs["publish_job"] is not None and obs["publish_job"].finished == "Complete"
     # result.json is the publish Job's last word: read once that Job completed, not before.
     result = _read(storage, layout.bucket, layout.result_key, PublishResult, bad) if published else None
@@ -75,6 +90,21 @@ def gather(kube: Kube, ctx: JobContext, status: dict, now: datetime.datetime,
         # Verified before the artifact is recorded (and until it is Ready), never re-read after.
         obs["adapter"] = storage.stored_object(result.adapter_uri, MAX_ADAPTER_BYTES)
     return Observation(**obs)
+
+
+def _read_progress(storage: Storage, bucket: str, key: str, memo: StorageMemo) -> None:
+    """The trainer's progress into ``memo``, fetched only when newer than the copy kept."""
+    try:
+        changed, progress, etag = storage.read_if_newer(bucket, key, Progress, memo.progress_etag)
+    except FileTooLarge as err:
+        memo.progress_problem, memo.progress_etag = Problem("ProgressTooLarge", f"s3://{bucket}/{key}: {err}"), ""
+        return
+    except FileError as err:
+        memo.progress_problem = Problem("ProgressMalformed", f"s3://{bucket}/{key}: {str(err)[:600]}")
+        memo.progress_etag = ""
+        return
+    if changed:
+        memo.progress, memo.progress_problem, memo.progress_etag = progress, None, etag
 
 
 def _read(storage: Storage, bucket: str, key: str, model: type[File], bad: list[Problem]) -> File | None:
@@ -104,42 +134,44 @@ def foreign_uri(ctx: JobContext, result: PublishResult) -> str | None:
     return next((uri for uri in result.sample_images if not uri.startswith(f"{folder}/") or ".." in uri), None)
 
 
-def _child(kube: Kube, ctx: JobContext, obj: dict | None) -> ChildJob | None:
+def _child(view: View, ctx: JobContext, obj: dict | None) -> ChildJob | None:
     if obj is not None and obj["metadata"].get("deletionTimestamp"):
         # Still going away (e.g. after a suspend): neither usable nor safe to recreate yet.
         return ChildJob(name=obj["metadata"]["name"], message="terminating")
     child = ChildJob.from_object(obj)
     if child is not None and child.input_rejected:
-        report = kube.failure_report(ctx.namespace, child.name, EXIT_INVALID_INPUT)
+        report = view.failure_report(ctx.namespace, child.name, EXIT_INVALID_INPUT)
         child = dataclasses.replace(child, report=report)
     if child is not None and child.waiting_for_pods:
         # Pods refused by admission (Pod Security, quota, a webhook) are only told as Events.
-        child = dataclasses.replace(child, create_failure=kube.failed_create(ctx.namespace, child.name))
+        child = dataclasses.replace(child, create_failure=view.failed_create(ctx.namespace, child.name))
     return child
 
 
-def check_inputs(kube: Kube, ctx: JobContext, status: dict, artifact: dict | None,
-                 own_storage: Storage | None = None) -> tuple[list[Problem], Storage | None]:
+def check_inputs(view: View, ctx: JobContext, status: dict, artifact: dict | None,
+                 storages: StorageClients) -> tuple[list[Problem], Storage | None]:
     """What a schema cannot say: the credentials, bucket, data and model the job needs exist
-    (and, keyless, lie in the namespace's own prefix)."""
+    (and, keyless, lie in the namespace's own prefix). Checked until they are, then only the
+    credentials are looked up (from memory, the Secret re-read now and then)."""
     problems: list[Problem] = []
     settings, spec = ctx.settings, ctx.spec
     if not settings.storage_endpoint:
         return [Problem("StorageNotConfigured", "the operator has no storage endpoint "
                         "(Helm value storage.endpoint)")], None
+    validated = cond.is_true(status.get("conditions"), cond.VALIDATED)
     if settings.keyless:
-        problems, storage = _keyless_storage(kube, ctx, own_storage)
+        problems, storage = _keyless_storage(view, ctx, storages.own)
     else:
-        problems, storage = _static_storage(kube, ctx)
+        problems, storage = _static_storage(view, ctx, storages, refresh=not validated)
     if storage is None:
         return problems, None
-    if cond.is_true(status.get("conditions"), cond.VALIDATED):
+    if validated:
         return [], storage  # inputs were checked when the job started; only storage reads remain
     if problem := storage.check_bucket(ctx.layout.bucket, ctx.layout.prefix):
         return [problem], None
     if spec.base_model.secret_ref and not settings.keyless:  # keyless, the operator reads no Secret
         ref = spec.base_model.secret_ref.name
-        token = kube.secret_data(ctx.namespace, ref)
+        token = view.secret_data(ctx.namespace, ref)
         if token is None:
             problems.append(Problem("ModelSecretNotFound", f"baseModel.secretRef {ref!r} not found"))
         elif not token.get("HF_TOKEN"):
@@ -149,7 +181,7 @@ def check_inputs(kube: Kube, ctx: JobContext, status: dict, artifact: dict | Non
     if spec.instance.data_uri.startswith("s3://") and (
             problem := storage.check_images(spec.instance.data_uri, "instance.dataUri")):
         problems.append(problem)
-    if spec.resources.priority_class_name and not kube.priority_class_exists(spec.resources.priority_class_name):
+    if spec.resources.priority_class_name and not view.priority_class_exists(spec.resources.priority_class_name):
         problems.append(Problem("PriorityClassNotFound",
                                 f"PriorityClass {spec.resources.priority_class_name!r} does not exist"))
     if artifact and (artifact["spec"].get("sourceJob") or {}).get("uid") != ctx.uid:
@@ -158,24 +190,25 @@ def check_inputs(kube: Kube, ctx: JobContext, status: dict, artifact: dict | Non
     return problems, (None if problems else storage)
 
 
-def _static_storage(kube: Kube, ctx: JobContext) -> tuple[list[Problem], Storage | None]:
+def _static_storage(view: View, ctx: JobContext, storages: StorageClients,
+                    refresh: bool) -> tuple[list[Problem], Storage | None]:
     """The tenant's own key, from the storage Secret in the job's namespace."""
-    secret = kube.secret_data(ctx.namespace, ctx.storage_secret)
+    secret = storages.secret(ctx.namespace, ctx.storage_secret,
+                             lambda: view.secret_data(ctx.namespace, ctx.storage_secret), refresh)
     if secret is None:
         return [Problem("SecretNotFound", f"storage Secret {ctx.storage_secret!r} not found in namespace "
                         f"{ctx.namespace!r}")], None
     missing = [k for k in STORAGE_KEYS if not secret.get(k)]
     if missing:
         return [Problem("SecretKeyMissing", f"storage Secret {ctx.storage_secret!r} lacks {', '.join(missing)}")], None
-    return [], Storage(ctx.settings.storage_endpoint, ctx.settings.storage_secure,
-                       Credentials(*(secret[k] for k in STORAGE_KEYS)))
+    return [], storages.client(Credentials(*(secret[k] for k in STORAGE_KEYS)))
 
 
-def _keyless_storage(kube: Kube, ctx: JobContext, own: Storage | None) -> tuple[list[Problem], Storage | None]:
+def _keyless_storage(view: View, ctx: JobContext, own: Storage | None) -> tuple[list[Problem], Storage | None]:
     """The operator's own credentials, once the namespace is onboarded (its workload
     ServiceAccount exists) and the job points nowhere outside the namespace's prefix."""
     account = ctx.settings.workload_service_account
-    if not kube.service_account_exists(ctx.namespace, account):
+    if not view.service_account_exists(ctx.namespace, account):
         return [Problem("TenantNotOnboarded", f"namespace {ctx.namespace!r} is not onboarded for keyless storage: "
                         f"create its ServiceAccount {account!r} (see the README, 'Keyless storage')")], None
     problems = keyless_problems(ctx.spec, ctx.layout, ctx.settings.storage_prefix(ctx.namespace))

@@ -15,6 +15,8 @@ PHASE_DURATION = Histogram(
 RECONCILE_ERRORS = Counter("dreambooth_operator_reconcile_errors_total", "Reconcile passes that raised.",
                            ["namespace"])
 RECONCILES = Counter("dreambooth_operator_reconciles_total", "Reconcile passes.", ["namespace"])
+QUEUE = Gauge("dreambooth_operator_queue_depth", "Jobs queued for a reconcile pass now (not those waiting for a "
+              "later time).")
 CHILDREN_CREATED = Counter("dreambooth_operator_children_created_total", "Child objects created.",
                            ["namespace", "kind"])
 CHILDREN_REFUSED = Counter("dreambooth_operator_children_refused_total",

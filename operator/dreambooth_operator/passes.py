@@ -30,6 +30,9 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     delete_job: bool = False
     requeue_after: float | None = None
+    # Waiting (inputs unusable, a create refused): no other trigger passes the job again before
+    # requeue_after, unless its spec changes.
+    hold: bool = False
     artifact_status: tuple[str, dict] | None = None  # (ModelArtifact name, its new status)
 
 

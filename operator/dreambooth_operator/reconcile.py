@@ -49,7 +49,7 @@ def plan(ctx: JobContext, status: dict | None, generation: int | None, obs: Obse
         first = obs.problems[0]
         p.condition(cond.VALIDATED, False, first.reason, "; ".join(x.message for x in obs.problems))
         p.phase(p.status.get("phase") or PENDING, first.message)
-        p.plan.requeue_after = WAIT_FOR_INPUT_SECONDS
+        p.plan.requeue_after, p.plan.hold = WAIT_FOR_INPUT_SECONDS, True
         return p.plan
     refused = _refused(p)
     if not refused:
@@ -58,8 +58,11 @@ def plan(ctx: JobContext, status: dict | None, generation: int | None, obs: Obse
     _files(p)
 
     deadline = spec.active_deadline_seconds
-    if deadline and (obs.now - parse_timestamp(p.status["startTime"])).total_seconds() > deadline:
-        return p.fail("DeadlineExceeded", f"the job ran longer than activeDeadlineSeconds={deadline}")
+    if deadline:
+        elapsed = (obs.now - parse_timestamp(p.status["startTime"])).total_seconds()
+        if elapsed > deadline:
+            return p.fail("DeadlineExceeded", f"the job ran longer than activeDeadlineSeconds={deadline}")
+        p.plan.requeue_after = deadline - elapsed + 1  # then it is past, whatever else happens
 
     if spec.suspend:
         p.delete_active()
@@ -259,7 +262,7 @@ def unparsable(status: dict | None, generation: int | None, now: datetime.dateti
     if (status or {}).get("phase") in TERMINAL:
         return Plan(status=dict(status))
     p = Pass(None, status or {}, generation, Observation(now=now))
-    p.plan.requeue_after = UNPARSABLE_RECHECK_SECONDS
+    p.plan.requeue_after, p.plan.hold = UNPARSABLE_RECHECK_SECONDS, True
     p.condition(cond.VALIDATED, False, "InvalidSpec", message)
     p.phase(p.old.get("phase") or PENDING, message)
     return p.plan

@@ -54,7 +54,12 @@ class OperatorSettings(BaseSettings):
         (), description="Namespaces to watch; empty: cluster-wide."
     )
     max_concurrent_reconciles: int = Field(20, ge=1)
-    reconcile_interval_seconds: float = Field(10.0, gt=0, description="Timer that re-observes active jobs.")
+    progress_interval_seconds: float = Field(
+        10.0, gt=0, description="Progress interval: a training job's progress is read from storage at most this "
+        "often (and fetched only when it changed).")
+    resync_interval_seconds: float = Field(
+        600.0, gt=0, description="Every job is passed again this often from the operator's caches (no apiserver "
+        "reads); changes of jobs and their children are acted on at once.")
     pod_creation_timeout_seconds: float = Field(
         600.0, gt=0, description="A child Job that could create no pod for this long (admission, quota, "
         "Pod Security) fails its DreamBoothJob: it may never start, deadline or not.")

@@ -8,6 +8,9 @@ the files it reads. Credentials stay in memory; they are never logged.
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from collections.abc import Callable
 from typing import TypeVar
 
 import urllib3
@@ -23,7 +26,7 @@ from dreambooth_api.names import (
 from dreambooth_api.s3 import Credentials, TokenExchangeError, split_s3, web_identity
 from minio import Minio
 from minio.credentials import Provider, StaticProvider
-from minio.error import S3Error
+from minio.error import S3Error, ServerError
 
 from .observation import Problem, StoredObject
 
@@ -123,6 +126,28 @@ class Storage:
             response.release_conn()
         return model.loads(data)
 
+    def read_if_newer(self, bucket: str, key: str, model: type[File], etag: str) -> tuple[bool, File | None, str]:
+        """(changed, parsed, etag): a conditional GET, so an unchanged file costs one request and
+        no body; ``changed`` is False when the stored file still has ``etag``."""
+        headers = {"If-None-Match": etag} if etag else None
+        try:
+            response = self.client.get_object(bucket, key, request_headers=headers)
+        except ServerError as err:
+            if err.status_code == 304:
+                return False, None, etag
+            raise
+        except S3Error as err:
+            if err.code in S3_NOT_FOUND:
+                return True, None, ""
+            raise
+        try:
+            data = response.read(model.max_bytes + 1)
+            etag = response.headers.get("ETag", "")
+        finally:
+            response.close()
+            response.release_conn()
+        return True, model.loads(data), etag
+
     def stored_object(self, uri: str, max_size: int) -> StoredObject | None:
         """An object's size and sha256, streamed; None when it does not exist. One over
         ``max_size`` is not read (its sha256 is left empty)."""
@@ -155,6 +180,42 @@ def _s3_problem(err: S3Error, what: str) -> Problem:
 
 def _token_problem(err: TokenExchangeError) -> Problem:
     return Problem("StorageTokenRefused", f"the operator's storage credentials: {err}")
+
+
+class StorageClients:
+    """One client per credentials, kept across passes (minio caches each bucket's region in its
+    client, so there is no GetBucketLocation per pass), and each tenant's Secret re-read at most
+    every ``ttl`` seconds, or at once when asked (a job's inputs are being checked)."""
+
+    def __init__(self, endpoint: str, secure: bool, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic):
+        self.endpoint, self.secure, self.ttl, self._clock = endpoint, secure, ttl, clock
+        self._lock = threading.Lock()
+        self._secrets: dict[tuple[str, str], tuple[float, dict[str, str] | None]] = {}
+        self._reading: dict[tuple[str, str], threading.Lock] = {}
+        self._clients: dict[Credentials, Storage] = {}
+        self.own: Storage | None = None  # keyless: the operator's own client, used for every job
+
+    def secret(self, namespace: str, name: str, read: Callable[[], dict[str, str] | None],
+               refresh: bool = False) -> dict[str, str] | None:
+        """The Secret's data, read at most once per ``ttl`` however many passes of the namespace
+        ask at once (one read, the others wait for it); ``refresh``: read unless just read."""
+        key, asked = (namespace, name), self._clock()
+        with self._lock:
+            lock = self._reading.setdefault(key, threading.Lock())
+        with lock:
+            with self._lock:
+                cached = self._secrets.get(key)
+            if cached is None or self._clock() - cached[0] >= self.ttl or (refresh and cached[0] < asked):
+                cached = (self._clock(), read())
+                with self._lock:
+                    self._secrets[key] = cached
+        return cached[1]
+
+    def client(self, credentials: Credentials) -> Storage:
+        with self._lock:
+            if (storage := self._clients.get(credentials)) is None:
+                storage = self._clients[credentials] = Storage(self.endpoint, self.secure, credentials)
+            return storage
 
 
 def operator_storage(endpoint: str, secure: bool, token_file: str, role_arn: str) -> Storage:

@@ -88,8 +88,8 @@ def test_default_values_give_the_operators_default_settings(rendered_defaults, m
 def test_values_map_to_settings(chart_helm, monkeypatch):
     objects = chart_helm.render({
         "watchNamespaces": ["team-a", "team-b"],
-        "operator": {"maxConcurrentReconciles": 4, "reconcileIntervalSeconds": 2.5, "healthPort": 8181,
-                     "podCreationTimeoutSeconds": 120},
+        "operator": {"maxConcurrentReconciles": 4, "progressIntervalSeconds": 2.5, "resyncIntervalSeconds": 120,
+                     "healthPort": 8181, "podCreationTimeoutSeconds": 120},
         "trainer": {
             "image": {"repository": "registry.example/trainer", "tag": "2.0.0", "pullPolicy": "Always"},
             "serviceAccountName": "trainer", "metricsPort": 9500, "rendezvousPort": 29600,
@@ -112,7 +112,8 @@ def test_values_map_to_settings(chart_helm, monkeypatch):
         storage_prefix_template="tenants/{namespace}",
         watch_namespaces=("team-a", "team-b"),
         max_concurrent_reconciles=4,
-        reconcile_interval_seconds=2.5,
+        progress_interval_seconds=2.5,
+        resync_interval_seconds=120,
         pod_creation_timeout_seconds=120,
         metrics_port=9090,
         health_port=8181,

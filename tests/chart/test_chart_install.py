@@ -237,7 +237,7 @@ def test_keyless_operator_may_get_no_secret_in_any_namespace(cluster, keyless, t
             assert not can_i(cluster, verb, "secrets", namespace, as_user=user), (verb, namespace)
     assert not can_i(cluster, "get", "secrets", as_user=user)  # across all namespaces
     # What it reads instead: whether a namespace is onboarded.
-    assert can_i(cluster, "get", "serviceaccounts", tenants[1], as_user=user)
+    assert can_i(cluster, "watch", "serviceaccounts", tenants[1], as_user=user)
     assert get(cluster, "serviceaccount", "dreambooth-workload", tenants[0])
 
 

@@ -11,7 +11,7 @@ from tests.chart.test_chart_rbac import CLUSTER, CLUSTER_WIDE, NAMESPACES, TENAN
 
 KEYLESS = {"storage": {"mode": "keyless", "endpoint": "minio:9000",
                        "keyless": {"roleArn": "arn:minio:iam:::role/abc", "tenants": ["team-a", "team-b"]}}}
-KEYLESS_TENANT = (TENANT - grants(("", "secrets", "get"))) | grants(("", "serviceaccounts", "get"))
+KEYLESS_TENANT = (TENANT - grants(("", "secrets", "get"))) | grants(("", "serviceaccounts", "list watch"))
 TOKEN_DIR = "/var/run/secrets/dreambooth.dev/storage"
 
 

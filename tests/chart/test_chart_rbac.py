@@ -24,15 +24,15 @@ def grants(*groups_resources_verbs: tuple[str, str, str]) -> set[tuple[str, str,
 
 # Inside every namespace the operator serves; tests/e2e/test_least_privilege.py checks each is used.
 TENANT = grants(
-    ("dreambooth.dev", "dreamboothjobs", "get list watch delete"),  # delete: the job's TTL
+    ("dreambooth.dev", "dreamboothjobs", "list watch delete"),  # delete: the job's TTL
     ("dreambooth.dev", "dreamboothjobs/status", "patch"),
-    ("dreambooth.dev", "modelartifacts", "get create"),
+    ("dreambooth.dev", "modelartifacts", "list watch create"),
     ("dreambooth.dev", "modelartifacts/status", "patch"),
     ("batch", "jobs", "list watch create delete"),
     ("", "pods", "list"),  # a failed Job's pods: the trainer's termination message
-    ("", "services", "list create delete"),
+    ("", "services", "list watch create delete"),
     ("", "secrets", "get"),
-    ("", "events", "create list"),  # list: a child Job's FailedCreate Events
+    ("", "events", "create list watch"),  # list, watch: the Job controller's FailedCreate Events
 )
 # What the operator reads cluster-wide in either mode: kopf's CRDs, the PriorityClass a job names.
 CLUSTER = grants(

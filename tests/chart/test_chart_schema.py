@@ -83,7 +83,7 @@ def test_schema_accepts_a_full_custom_configuration(chart_helm):
         "rbac": {"clusterWide": False, "aggregateToDefaultRoles": False},
         "storage": {"endpoint": "minio.minio.svc:9000", "secure": False, "bucket": "ml-artifacts",
                     "existingSecret": "s3-credentials", "prefixTemplate": "tenants/{namespace}"},
-        "operator": {"maxConcurrentReconciles": 4, "reconcileIntervalSeconds": 2.5},
+        "operator": {"maxConcurrentReconciles": 4, "progressIntervalSeconds": 2.5},
         "podSecurityContext": {"runAsUser": None, "runAsGroup": None, "fsGroup": None},
         "extraEnv": [{"name": "KOPF_LOG_LEVEL", "value": "DEBUG"}],
         "metrics": {"serviceMonitor": {"enabled": True}},

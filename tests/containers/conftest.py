@@ -113,7 +113,7 @@ def node_platform(session_dir):
             "storage.mode": "keyless", "storage.keyless.roleArn": minio.role_arn,
             "storage.keyless.tokenExpirationSeconds": str(TOKEN_SECONDS),
             "storage.keyless.tenants": "{" + tenant + "}", "serviceAccount.name": OPERATOR_ACCOUNT,
-            "operator.reconcileIntervalSeconds": "2",
+            "operator.progressIntervalSeconds": "2",
         }, watch=[tenant])
         platform = NodePlatform(cluster, node, minio, prometheus, tenant)
         wait_for(lambda: pod_ready(platform.operator_pod()), 300, lambda: (

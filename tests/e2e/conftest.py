@@ -56,7 +56,7 @@ def platform(cluster, minio, session_dir, repo_root):
     agent = NodeAgent(cluster, name="gpu-agent-0", gpus=8, workdir=session_dir / "gpu-agent-0",
                       images={TRAINER_IMAGE: [sys.executable, "-m", "dreambooth_trainer"]}).start()
     operator = OperatorProcess(session_dir / "e2e-operator", installed.kubeconfig,
-                               {**installed.env, "DREAMBOOTH_RECONCILE_INTERVAL_SECONDS": "2"}).start()
+                               {**installed.env, "DREAMBOOTH_PROGRESS_INTERVAL_SECONDS": "2"}).start()
     yield Platform(installed, operator, agent, tenant)
     operator.stop()
     agent.stop()

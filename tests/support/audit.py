@@ -8,6 +8,7 @@ namespace (a ClusterRoleBinding) and for a call made at cluster scope.
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,35 @@ def calls(audit_log: Path, username: str) -> set[Call]:
             code = (event.get("responseStatus") or {}).get("code", 0)
             found.add(Call(ref.get("apiGroup", ""), resource, event["verb"], ref.get("namespace"), code))
     return found
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the audit log has it (its final stage: one per audit ID)."""
+
+    verb: str
+    resource: str  # with its subresource, as RBAC names it
+    namespace: str | None
+    name: str | None
+    code: int
+
+
+def requests(audit_log: Path, username: str, since: datetime.datetime) -> list[Request]:
+    """Every resource request ``username`` made since ``since``, in the order received."""
+    found: dict[str, Request] = {}
+    with audit_log.open() as lines:
+        for line in lines:
+            event = json.loads(line)
+            ref = event.get("objectRef")
+            if event["user"].get("username") != username or not ref:
+                continue
+            received = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00"))
+            if received < since:
+                continue
+            resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            code = (event.get("responseStatus") or {}).get("code", 0)
+            found[event["auditID"]] = Request(event["verb"], resource, ref.get("namespace"), ref.get("name"), code)
+    return list(found.values())
 
 
 def granted(cluster, namespace: str, name: str) -> set[Permission]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -38,6 +39,13 @@ class OperatorProcess:
             self.process.popen.kill()
             self.process.popen.wait()
             self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the process holds its connections but reads nothing until resume()."""
+        self.process.popen.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.popen.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process:

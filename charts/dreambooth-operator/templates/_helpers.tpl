@@ -88,26 +88,27 @@ would grant the operator Jobs, Services and Secret reads next to the control pla
 
 {{/*
 What the operator does inside a namespace it watches, and nothing more; each verb is used by the
-operator (operator/dreambooth_operator/kube.py) or by kopf, and tests/e2e/test_least_privilege.py
-fails when one goes unused in the e2e. kopf lists and watches DreamBoothJobs and child Jobs (its
-event handlers write nothing to a job: no patch); a pass reads its job (get), creates the Jobs,
-the rendezvous Service and the ModelArtifact, deletes Jobs (suspend, restart, failure), the
-Service (after training) and the job itself (after ttlSecondsAfterFinished), patches both
-statuses, reads the storage Secrets (get, never list: it need not see what else a tenant keeps),
-lists a failed Job's pods for the trainer's termination message (no pods/log), records Events and
-lists a child Job's FailedCreate Events (pods refused by admission or quota). No pods/exec, no
-secret writes, no updates.
+operator (operator/dreambooth_operator/kube.py and cache.py), and tests/e2e/test_least_privilege.py
+fails when one goes unused in the e2e. Its caches list and watch DreamBoothJobs, their child Jobs
+and Services, ModelArtifacts and the Job controller's FailedCreate Events (pods refused by
+admission or quota) — keyless, also the workload ServiceAccounts; a pass reads only those caches.
+It creates the Jobs, the rendezvous Service and the ModelArtifact, deletes Jobs (suspend,
+restart, failure), the Service (after training) and the job itself (after
+ttlSecondsAfterFinished), patches both statuses, reads the storage Secrets (get, never list: it
+need not see what else a tenant keeps) when a job's inputs are checked and now and then after,
+lists a failed Job's pods for the trainer's termination message (no pods/log) and records
+Events. No pods/exec, no secret writes, no updates.
 */}}
 {{- define "dreambooth-operator.namespacedRules" -}}
 - apiGroups: ["dreambooth.dev"]
   resources: ["dreamboothjobs"]
-  verbs: ["get", "list", "watch", "delete"]
+  verbs: ["list", "watch", "delete"]
 - apiGroups: ["dreambooth.dev"]
   resources: ["dreamboothjobs/status"]
   verbs: ["patch"]
 - apiGroups: ["dreambooth.dev"]
   resources: ["modelartifacts"]
-  verbs: ["get", "create"]
+  verbs: ["list", "watch", "create"]
 - apiGroups: ["dreambooth.dev"]
   resources: ["modelartifacts/status"]
   verbs: ["patch"]
@@ -119,11 +120,11 @@ secret writes, no updates.
   verbs: ["list"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "create", "delete"]
+  verbs: ["list", "watch", "create", "delete"]
 {{- if eq .Values.storage.mode "keyless" }}
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["get"]
+  verbs: ["list", "watch"]
 {{- else }}
 - apiGroups: [""]
   resources: ["secrets"]
@@ -131,7 +132,7 @@ secret writes, no updates.
 {{- end }}
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "list"]
+  verbs: ["create", "list", "watch"]
 {{- end }}
 
 {{/*

@@ -46,7 +46,7 @@ def keyless_operator(cluster, dreambooth_crds, sts_minio, session_dir, tmp_path_
     process = OperatorProcess(session_dir / "keyless-operator", installed.kubeconfig, {
         **installed.env,
         "DREAMBOOTH_STORAGE_TOKEN_FILE": str(token),
-        "DREAMBOOTH_RECONCILE_INTERVAL_SECONDS": "1",
+        "DREAMBOOTH_PROGRESS_INTERVAL_SECONDS": "1",
     }).start()
     yield process
     process.stop()

@@ -55,7 +55,7 @@ def operator(session_dir, installed_operator, storage):
     """The operator process with the chart's ServiceAccount and the chart's settings."""
     process = OperatorProcess(session_dir / "operator", installed_operator.kubeconfig, {
         **installed_operator.env,
-        "DREAMBOOTH_RECONCILE_INTERVAL_SECONDS": "1",  # the tests wait on the timer; keep them quick
+        "DREAMBOOTH_PROGRESS_INTERVAL_SECONDS": "1",  # progress read each second: tests await it
         "DREAMBOOTH_POD_CREATION_TIMEOUT_SECONDS": "30",  # a Job whose pods are refused fails soon
     }).start()
     yield process

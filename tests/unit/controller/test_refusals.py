@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from dreambooth_operator.cache import wants_pass
 from dreambooth_operator.controller import refusal
-from dreambooth_operator.handlers import wants_pass
 from kubernetes.client.exceptions import ApiException
 
 
@@ -39,12 +39,12 @@ def test_a_body_that_is_not_json_is_kept_as_text():
     assert "plain words" in refusal("Job x", err).message
 
 
-@pytest.mark.parametrize("event, generation, observed, wanted", [
-    (None, 3, 3, True),  # listed at start: every job gets a pass
-    ("ADDED", 1, None, True),
-    ("MODIFIED", 2, 1, True),  # the spec changed
-    ("MODIFIED", 2, 2, False),  # the echo of our own status patch
+@pytest.mark.parametrize("seen_before, generation, observed, wanted", [
+    (False, 3, 3, True),  # first seen (listed at start, or created): every job gets a pass
+    (False, 1, None, True),
+    (True, 2, 1, True),  # the spec changed
+    (True, 2, 2, False),  # the echo of our own status patch
 ])
-def test_which_watch_events_start_a_pass(event, generation, observed, wanted):
+def test_which_watch_events_start_a_pass(seen_before, generation, observed, wanted):
     body = {"metadata": {"generation": generation}, "status": {"observedGeneration": observed}}
-    assert wants_pass(event, body) is wanted
+    assert wants_pass(body, dict(body) if seen_before else None) is wanted

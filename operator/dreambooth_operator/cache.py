@@ -1,0 +1,241 @@
+"""The operator's view of the cluster: watch-fed caches of the jobs and every kind they own,
+indexed by owner, and the routing of each change to the one job it concerns.
+
+A pass reads here (no apiserver list); what only the apiserver can say once (a Secret, a
+PriorityClass, a failed pod's message) is read through ``Kube`` when a pass needs it.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dreambooth_api import GROUP, VERSION
+from dreambooth_api.names import DREAMBOOTHJOBS, JOB_NAME_LABEL, MODELARTIFACTS
+
+from .informer import Informer, Key, Obj, key_of, trim
+from .kube import Kube
+from .settings import OperatorSettings
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+KINDS = ("DreamBoothJob", "Job", "Service", "ModelArtifact", "Event", "ServiceAccount")
+# The Job controller's Event when it cannot create a pod (admission, quota, Pod Security).
+FAILED_CREATE = "involvedObject.kind=Job,reason=FailedCreate"
+
+
+def _owner_name(obj: Obj) -> str | None:
+    return (obj["metadata"].get("labels") or {}).get(JOB_NAME_LABEL)
+
+
+def _child_job(obj: Obj) -> Obj:
+    """What a pass reads of a batch Job: the pod template (most of its size) is not kept."""
+    meta = obj["metadata"]
+    keep = ("name", "namespace", "uid", "labels", "ownerReferences", "deletionTimestamp", "resourceVersion")
+    return {"metadata": {k: meta[k] for k in keep if k in meta},
+            "spec": {"suspend": (obj.get("spec") or {}).get("suspend")}, "status": obj.get("status") or {}}
+
+
+def _metadata_only(obj: Obj) -> Obj:
+    meta = obj["metadata"]
+    keep = ("name", "namespace", "uid", "labels", "deletionTimestamp", "resourceVersion")
+    return {"metadata": {k: meta[k] for k in keep if k in meta}}
+
+
+def _failed_create(obj: Obj) -> Obj:
+    meta, involved = obj["metadata"], obj.get("involvedObject") or {}
+    return {"metadata": {k: meta[k] for k in ("name", "namespace", "resourceVersion", "creationTimestamp")
+                         if k in meta},
+            "involvedObject": {"name": involved.get("name")}, "message": (obj.get("message") or "")[:1024],
+            "time": obj.get("lastTimestamp") or obj.get("eventTime") or meta.get("creationTimestamp") or ""}
+
+
+class OwnerIndex:
+    """(namespace, owner) → names of the objects that carry the owner's label."""
+
+    def __init__(self, owner_of: Callable[[Obj], str | None]):
+        self._owner_of = owner_of
+        self._lock = threading.Lock()
+        self._names: dict[Key, set[str]] = {}
+
+    def update(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        namespace, name = key_of(obj)
+        with self._lock:
+            for previous in ([old] if old is not None else []):
+                if (owner := self._owner_of(previous)) is not None:
+                    names = self._names.get((namespace, owner), set())
+                    names.discard(name)
+                    if not names:
+                        self._names.pop((namespace, owner), None)
+            if kind != "DELETED" and (owner := self._owner_of(obj)) is not None:
+                self._names.setdefault((namespace, owner), set()).add(name)
+
+    def names(self, key: Key) -> list[str]:
+        with self._lock:
+            return sorted(self._names.get(key, ()))
+
+
+class ClusterCache:
+    """Every informer the operator runs, for the namespaces it watches (or cluster-wide)."""
+
+    def __init__(self, kube: Kube, settings: OperatorSettings, api_client: Callable[[int], Any], *,
+                 enqueue: Callable[[Key], None], wake: Callable[[Key], None], forget: Callable[[Key], None]):
+        """``api_client(pool)``: a client for the watches, which hold one connection each;
+        ``enqueue``: a pass for the job; ``wake``: one now even if it waits for its inputs;
+        ``forget``: the job is gone."""
+        self.kube, self.settings = kube, settings
+        self._enqueue, self._wake, self._forget = enqueue, wake, forget
+        self._jobs_by_owner = OwnerIndex(_owner_name)
+        self._services_by_owner = OwnerIndex(_owner_name)
+        self._events_by_job = OwnerIndex(lambda e: e["involvedObject"].get("name"))
+        scopes = settings.watch_namespaces or (None,)
+        watching = Kube(api_client(len(KINDS) * len(scopes)))
+        core, batch, custom = watching.core, watching.batch, watching.custom
+        # kind → namespace (None: cluster-wide) → its informer
+        self._kinds: dict[str, dict[str | None, Informer]] = {}
+
+        def add(kind: str, handler, namespaced, cluster_wide, **options: Any) -> None:
+            self._kinds[kind] = {
+                ns: Informer(f"{kind}/{ns or '*'}", functools.partial(namespaced, ns) if ns else cluster_wide,
+                             handler, **options) for ns in scopes}
+
+        add("DreamBoothJob", self._on_dreambooth_job,
+            functools.partial(_custom_in, custom, DREAMBOOTHJOBS),
+            functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, DREAMBOOTHJOBS))
+        add("Job", functools.partial(self._on_child, self._jobs_by_owner), batch.list_namespaced_job,
+            batch.list_job_for_all_namespaces, transform=_child_job, label_selector=JOB_NAME_LABEL)
+        add("Service", functools.partial(self._on_child, self._services_by_owner), core.list_namespaced_service,
+            core.list_service_for_all_namespaces, transform=_metadata_only, label_selector=JOB_NAME_LABEL)
+        add("ModelArtifact", self._on_artifact, functools.partial(_custom_in, custom, MODELARTIFACTS),
+            functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, MODELARTIFACTS))
+        add("Event", self._on_failed_create, core.list_namespaced_event, core.list_event_for_all_namespaces,
+            transform=_failed_create, field_selector=FAILED_CREATE)
+        if settings.keyless:  # a namespace is onboarded when its workload ServiceAccount exists
+            add("ServiceAccount", self._on_service_account, core.list_namespaced_service_account,
+                core.list_service_account_for_all_namespaces, transform=_metadata_only,
+                field_selector=f"metadata.name={settings.workload_service_account}")
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> ClusterCache:
+        for informers in self._kinds.values():
+            for informer in informers.values():
+                informer.start()
+        return self
+
+    def wait_synced(self, timeout: float) -> bool:
+        """Every cache holds its first list: only then may a pass decide a child is missing."""
+        deadline = time.monotonic() + timeout
+        return all(i.synced.wait(max(0.0, deadline - time.monotonic()))
+                   for informers in self._kinds.values() for i in informers.values())
+
+    def unsynced(self) -> list[str]:
+        return [i.name for informers in self._kinds.values() for i in informers.values() if not i.synced.is_set()]
+
+    def stop(self) -> None:
+        for informers in self._kinds.values():
+            for informer in informers.values():
+                informer.stop()
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _informer(self, kind: str, namespace: str) -> Informer | None:
+        informers = self._kinds.get(kind) or {}
+        return informers.get(None) or informers.get(namespace)
+
+    def _get(self, kind: str, key: Key) -> Obj | None:
+        informer = self._informer(kind, key[0])
+        return informer.get(key) if informer is not None else None
+
+    def dreambooth_job(self, namespace: str, name: str) -> Obj | None:
+        return self._get("DreamBoothJob", (namespace, name))
+
+    def dreambooth_jobs(self) -> list[Obj]:
+        return [obj for informer in self._kinds["DreamBoothJob"].values() for obj in informer.objects()]
+
+    def child_jobs(self, namespace: str, owner: str) -> list[Obj]:
+        found = (self._get("Job", (namespace, n)) for n in self._jobs_by_owner.names((namespace, owner)))
+        return [j for j in found if j is not None]
+
+    def child_services(self, namespace: str, owner: str) -> list[Obj]:
+        found = (self._get("Service", (namespace, n)) for n in self._services_by_owner.names((namespace, owner)))
+        return [s for s in found if s is not None]
+
+    def artifact(self, namespace: str, name: str) -> Obj | None:
+        return self._get("ModelArtifact", (namespace, name))
+
+    def service_account_exists(self, namespace: str, name: str) -> bool:
+        return self._get("ServiceAccount", (namespace, name)) is not None
+
+    def failed_create(self, namespace: str, job_name: str) -> str:
+        """The message of the latest FailedCreate Event of a Job (its pods refused), or ""."""
+        events = (self._get("Event", (namespace, n)) for n in self._events_by_job.names((namespace, job_name)))
+        latest = max((e for e in events if e is not None), default=None, key=lambda e: e["time"])
+        return (latest["message"] or "FailedCreate") if latest else ""
+
+    # What only the apiserver can say, read when a pass needs it (rarely: see gather).
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self.kube.secret_data(namespace, name)
+
+    def priority_class_exists(self, name: str) -> bool:
+        return self.kube.priority_class_exists(name)
+
+    def failure_report(self, namespace: str, job_name: str, exit_code: int):
+        return self.kube.failure_report(namespace, job_name, exit_code)
+
+    def remember(self, kind: str, obj: Obj) -> None:
+        """An object as the operator's own create or patch returned it (see Informer.remember)."""
+        if (informer := self._informer(kind, obj["metadata"]["namespace"])) is None:
+            return
+        informer.remember(obj)
+        if kind in ("Job", "Service"):
+            index = self._jobs_by_owner if kind == "Job" else self._services_by_owner
+            index.update("ADDED", obj, None)
+
+    # -- routing: each change queues exactly the job it concerns ---------------------------------
+
+    def _on_dreambooth_job(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        if kind == "DELETED":
+            self._forget(key_of(obj))
+        elif wants_pass(obj, old):
+            self._enqueue(key_of(obj))
+
+    def _on_child(self, index: OwnerIndex, kind: str, obj: Obj, old: Obj | None) -> None:
+        index.update(kind, obj, old)
+        if (owner := _owner_name(obj)) is not None:
+            self._enqueue((obj["metadata"]["namespace"], owner))
+
+    def _on_artifact(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        if source := ((obj.get("spec") or {}).get("sourceJob") or {}).get("name"):
+            self._enqueue((obj["metadata"]["namespace"], source))
+
+    def _on_failed_create(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        self._events_by_job.update(kind, obj, old)
+        job = self._get("Job", (obj["metadata"]["namespace"], obj["involvedObject"].get("name") or ""))
+        if kind != "DELETED" and job is not None and (owner := _owner_name(job)) is not None:
+            self._enqueue((obj["metadata"]["namespace"], owner))
+
+    def _on_service_account(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        namespace = obj["metadata"]["namespace"]
+        for job in self.dreambooth_jobs():
+            if job["metadata"]["namespace"] == namespace and (job.get("status") or {}).get("phase") not in \
+                    TERMINAL_PHASES:
+                self._wake(key_of(job))  # it may wait for exactly this
+
+
+def _custom_in(custom, plural: str, namespace: str, **kwargs):
+    return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
+
+
+def wants_pass(obj: Obj, old: Obj | None) -> bool:
+    """A job seen for the first time, or whose spec changed; not the echo of a status patch,
+    which would only repeat the pass that made it."""
+    if old is None:
+        return True
+    status = obj.get("status") or {}
+    return obj["metadata"].get("generation") != status.get("observedGeneration")
+
+
+__all__ = ["ClusterCache", "trim", "wants_pass"]
