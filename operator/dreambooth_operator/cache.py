@@ -7,6 +7,7 @@ PriorityClass, a failed pod's message) is read through ``Kube`` when a pass need
 
 from __future__ import annotations
 
+import base64
 import functools
 import threading
 import time
@@ -21,7 +22,7 @@ from .kube import Kube
 from .settings import OperatorSettings
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
-KINDS = ("DreamBoothJob", "Job", "Service", "ModelArtifact", "Event", "ServiceAccount")
+KINDS = ("DreamBoothJob", "Job", "Service", "ModelArtifact", "Event", "ServiceAccount", "Secret")
 # The Job controller's Event when it cannot create a pod (admission, quota, Pod Security).
 FAILED_CREATE = "involvedObject.kind=Job,reason=FailedCreate"
 
@@ -42,6 +43,12 @@ def _metadata_only(obj: Obj) -> Obj:
     meta = obj["metadata"]
     keep = ("name", "namespace", "uid", "labels", "deletionTimestamp", "resourceVersion")
     return {"metadata": {k: meta[k] for k in keep if k in meta}}
+
+
+def _secret(obj: Obj) -> Obj:
+    meta = obj["metadata"]
+    return {"metadata": {k: meta[k] for k in ("name", "namespace", "resourceVersion") if k in meta},
+            "data": obj.get("data") or {}}
 
 
 def _failed_create(obj: Obj) -> Obj:
@@ -113,9 +120,12 @@ class ClusterCache:
         add("Event", self._on_failed_create, core.list_namespaced_event, core.list_event_for_all_namespaces,
             transform=_failed_create, field_selector=FAILED_CREATE)
         if settings.keyless:  # a namespace is onboarded when its workload ServiceAccount exists
-            add("ServiceAccount", self._on_service_account, core.list_namespaced_service_account,
+            add("ServiceAccount", self._wake_namespace, core.list_namespaced_service_account,
                 core.list_service_account_for_all_namespaces, transform=_metadata_only,
                 field_selector=f"metadata.name={settings.workload_service_account}")
+        else:  # the storage Secret jobs use by default, by name only (RBAC resourceNames allow no other)
+            add("Secret", self._wake_namespace, core.list_namespaced_secret, core.list_secret_for_all_namespaces,
+                transform=_secret, field_selector=f"metadata.name={settings.storage_secret_name}")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -175,6 +185,13 @@ class ClusterCache:
         latest = max((e for e in events if e is not None), default=None, key=lambda e: e["time"])
         return (latest["message"] or "FailedCreate") if latest else ""
 
+    def caches_secret(self, name: str) -> bool:
+        return "Secret" in self._kinds and name == self.settings.storage_secret_name
+
+    def cached_secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        secret = self._get("Secret", (namespace, name))
+        return None if secret is None else {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
     # What only the apiserver can say, read when a pass needs it (rarely: see gather).
     def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         return self.kube.secret_data(namespace, name)
@@ -217,12 +234,14 @@ class ClusterCache:
         if kind != "DELETED" and job is not None and (owner := _owner_name(job)) is not None:
             self._enqueue((obj["metadata"]["namespace"], owner))
 
-    def _on_service_account(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _wake_namespace(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        """A namespace's storage Secret or workload ServiceAccount changed: its unfinished jobs
+        may wait for exactly this."""
         namespace = obj["metadata"]["namespace"]
         for job in self.dreambooth_jobs():
             if job["metadata"]["namespace"] == namespace and (job.get("status") or {}).get("phase") not in \
                     TERMINAL_PHASES:
-                self._wake(key_of(job))  # it may wait for exactly this
+                self._wake(key_of(job))
 
 
 def _custom_in(custom, plural: str, namespace: str, **kwargs):

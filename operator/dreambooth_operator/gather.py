@@ -192,9 +192,13 @@ def check_inputs(view: View, ctx: JobContext, status: dict, artifact: dict | Non
 
 def _static_storage(view: View, ctx: JobContext, storages: StorageClients,
                     refresh: bool) -> tuple[list[Problem], Storage | None]:
-    """The tenant's own key, from the storage Secret in the job's namespace."""
-    secret = storages.secret(ctx.namespace, ctx.storage_secret,
-                             lambda: view.secret_data(ctx.namespace, ctx.storage_secret), refresh)
+    """The tenant's own key, from the storage Secret in the job's namespace: the default one from
+    the watch-fed cache, one a job names itself read (then kept a while) from the apiserver."""
+    if view.caches_secret(ctx.storage_secret):
+        secret = view.cached_secret(ctx.namespace, ctx.storage_secret)
+    else:
+        secret = storages.secret(ctx.namespace, ctx.storage_secret,
+                                 lambda: view.secret_data(ctx.namespace, ctx.storage_secret), refresh)
     if secret is None:
         return [Problem("SecretNotFound", f"storage Secret {ctx.storage_secret!r} not found in namespace "
                         f"{ctx.namespace!r}")], None

@@ -127,6 +127,10 @@ class Informer:
                     return
                 failures += 1
                 log.warning("%s: %s; retrying", self.name, type(err).__name__)
+            except Exception:  # a bug must not end the thread, and with it the cache's updates
+                failures += 1
+                self._version = ""  # what was missed is found by listing again
+                log.exception("%s: unexpected error; listing again", self.name)
             if failures:
                 first, cap = RETRY_SECONDS
                 self._stop.wait(min(cap, first * 2 ** (failures - 1)))

@@ -40,9 +40,18 @@ MAX_ETA_SECONDS = 10**9  # a status integer; steps_per_second comes from a tenan
 
 def plan(ctx: JobContext, status: dict | None, generation: int | None, obs: Observation) -> Plan:
     p = Pass(ctx, status or {}, generation, obs)
-    spec = ctx.spec
     if p.status.get("phase") in TERMINAL:
         return _finished(p)
+    decision = _active(p)
+    if decision.status.get("phase") in TERMINAL and (ttl := ctx.spec.ttl_seconds_after_finished) is not None:
+        # Finished in this pass: nothing may change the job again, so its TTL is a timer.
+        decision.requeue_after = float(ttl) if decision.requeue_after is None else min(decision.requeue_after, ttl)
+    return decision
+
+
+def _active(p: Pass) -> Plan:
+    """A job not yet finished: every stage, in order, until one waits or fails."""
+    spec, obs = p.ctx.spec, p.obs
     p.plan.delete.extend(obs.stale_children)
 
     if obs.problems:

@@ -31,7 +31,8 @@ TENANT = grants(
     ("batch", "jobs", "list watch create delete"),
     ("", "pods", "list"),  # a failed Job's pods: the trainer's termination message
     ("", "services", "list watch create delete"),
-    ("", "secrets", "get"),
+    ("", "secrets", "get"),  # a Secret a job names itself
+    ("", "secrets[dreambooth-storage]", "list watch"),  # the default one, watched by its name only
     ("", "events", "create list watch"),  # list, watch: the Job controller's FailedCreate Events
 )
 # What the operator reads cluster-wide in either mode: kopf's CRDs, the PriorityClass a job names.
@@ -58,9 +59,12 @@ USER_VIEW = grants(
 def granted(role: dict) -> set[tuple[str, str, str]]:
     result = set()
     for rule in role["rules"]:
-        assert set(rule) == {"apiGroups", "resources", "verbs"}, f"unexpected rule fields: {rule}"
+        assert set(rule) - {"resourceNames"} == {"apiGroups", "resources", "verbs"}, f"unexpected fields: {rule}"
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
-        result |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+        # A rule limited to names grants "resource[name]": never the resource as a whole.
+        resources = [f"{r}[{n}]" for r in rule["resources"] for n in rule.get("resourceNames") or [None]
+                     ] if rule.get("resourceNames") else rule["resources"]
+        result |= {(g, r, v) for g in rule["apiGroups"] for r in resources for v in rule["verbs"]}
     return result
 
 

@@ -6,7 +6,8 @@ Every permission granted must have been used, so one the code no longer needs fa
 it from charts/dreambooth-operator/templates/_helpers.tpl, or exercise the path that needs it.
 No call may have been refused. test_cloody_e2e.py runs the happy path; the test below drives, on
 kwok pods, what it does not: suspend (deleting a Job), a trainer refusing its input (a failed
-pod's termination message), a PriorityClass check and ttlSecondsAfterFinished (deleting the job).
+pod's termination message), a PriorityClass check, a storage Secret the job names itself (read
+with get; the default one is watched) and ttlSecondsAfterFinished (deleting the job).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .conftest import BUCKET
 
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 EDGES = "edges"
+EDGES_SECRET = "edges-storage"
 # What a ClusterRole must never hold in the default install: a ClusterRoleBinding would grant
 # it in every namespace, kube-system included.
 NAMESPACED = ("dreamboothjobs", "modelartifacts", "jobs", "pods", "pods/log", "services", "secrets", "events")
@@ -58,6 +60,7 @@ def edges_job(repo_root, priority_class: str) -> dict:
                          "priorityClassName": priority_class}
     spec["output"] = {"artifactName": f"{EDGES}-lora"}
     spec["ttlSecondsAfterFinished"] = 10
+    spec["storage"] = {"secretRef": {"name": EDGES_SECRET}}  # not the watched default: read with get
     return job
 
 
@@ -73,6 +76,9 @@ def test_operator_paths_beyond_the_happy_one_work_under_the_default_rbac(cluster
                                                                          priority_class):
     ns, prior_job = platform.tenant, priors_job_name(EDGES)
     selector = f"batch.kubernetes.io/job-name={prior_job}"
+    secret = get(cluster, "secret", ns, "dreambooth-storage")
+    secret["metadata"] = {"name": EDGES_SECRET, "namespace": ns}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
     cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(edges_job(repo_root, priority_class)))
     pod = wait_for(lambda: (p := running_pods(cluster, ns, selector)) and p[0], 180, "a running prior pod")
     assert pod["spec"]["priorityClassName"] == priority_class and pod["spec"]["priority"] == 1000

@@ -94,8 +94,8 @@ and Services, ModelArtifacts and the Job controller's FailedCreate Events (pods 
 admission or quota) — keyless, also the workload ServiceAccounts; a pass reads only those caches.
 It creates the Jobs, the rendezvous Service and the ModelArtifact, deletes Jobs (suspend,
 restart, failure), the Service (after training) and the job itself (after
-ttlSecondsAfterFinished), patches both statuses, reads the storage Secrets (get, never list: it
-need not see what else a tenant keeps) when a job's inputs are checked and now and then after,
+ttlSecondsAfterFinished), patches both statuses, watches the storage Secret by its name only
+(resourceNames: it sees nothing else a tenant keeps) and reads one a job names itself (get),
 lists a failed Job's pods for the trainer's termination message (no pods/log) and records
 Events. No pods/exec, no secret writes, no updates.
 */}}
@@ -129,6 +129,10 @@ Events. No pods/exec, no secret writes, no updates.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  resourceNames: [{{ .Values.storage.existingSecret | quote }}]
+  verbs: ["list", "watch"]
 {{- end }}
 - apiGroups: [""]
   resources: ["events"]

@@ -3,12 +3,16 @@ creates nothing, and does not disturb a good job beside it."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
+import time
 
 import pytest
 from dreambooth_api.names import MAX_INSTANCE_IMAGES
+from dreambooth_operator.reconcile import WAIT_FOR_INPUT_SECONDS
 
+from tests.support.audit import requests
 from tests.support.wait import wait_for
 
 from .conftest import BUCKET, small_job
@@ -110,3 +114,23 @@ def test_a_waiting_job_starts_once_its_secret_exists(cluster, operator, tenant, 
     priors = get(cluster, "job", ns, "patient-priors")
     env = {e["name"]: e for e in priors["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "late"
+
+
+def test_the_default_secret_made_later_starts_the_job_without_a_read(cluster, operator, installed_operator,
+                                                                    namespace, minio, repo_root):
+    """The default storage Secret is watched (by its name only): the job waiting for it starts
+    when it appears, without waiting out its backoff and without the operator reading a Secret."""
+    ns = namespace  # no Secret yet
+    since = datetime.datetime.now(datetime.UTC)
+    apply(cluster, ns, small_job(repo_root, "early"))
+    wait_for(lambda: {c["type"]: c["reason"] for c in job_status(cluster, ns, "early").get("conditions", [])}
+             .get("Validated") == "SecretNotFound", what="SecretNotFound")
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(
+        secret("dreambooth-storage", AWS_ACCESS_KEY_ID=minio.access_key, AWS_SECRET_ACCESS_KEY=minio.secret_key)))
+    created = time.monotonic()
+    wait_phase(cluster, ns, "early", "GeneratingPriors", timeout=90)
+    waited = time.monotonic() - created
+    assert waited < WAIT_FOR_INPUT_SECONDS, f"started {waited:.0f} s after its Secret: the backoff, not the watch"
+    reads = [r for r in requests(cluster.audit_log, installed_operator.user, since)
+             if r.resource == "secrets" and r.namespace == ns and r.verb == "get"]
+    assert reads == [], reads

@@ -155,6 +155,15 @@ def test_finished_job_waits_for_ttl_then_asks_to_be_deleted():
     assert expired.delete_job
 
 
+def test_the_pass_that_finishes_a_job_sets_its_ttl_timer():
+    """Nothing changes a finished job again (no event), so the TTL must be a timer from the start."""
+    job = MakeJob().set("ttlSecondsAfterFinished", 10)
+    failed = plan(job.ctx(), {}, 1, Observe().priors_job(finished="Failed", message="boom").obj())
+    assert failed.status["phase"] == "Failed" and failed.requeue_after == 10
+    untimed = plan(MakeJob().ctx(), {}, 1, Observe().priors_job(finished="Failed", message="boom").obj())
+    assert untimed.status["phase"] == "Failed" and untimed.requeue_after is None
+
+
 def test_input_rejection_names_the_trainers_reason_and_message():
     decision = plan(MakeJob().no_prior().ctx(), STARTED, 1,
                     Observe().rejected("train", "InvalidConfig", "lrScheduler 'foo' is not a schedule").obj())
