@@ -10,7 +10,6 @@ import threading
 import time
 
 import kopf
-import kubernetes
 import urllib3
 from dreambooth_api import DreamBoothJobSpec
 from dreambooth_api.s3 import TokenExchangeError
@@ -23,7 +22,7 @@ from . import metrics
 from .cache import ClusterCache
 from .children import JobContext
 from .gather import gather
-from .kube import Kube
+from .kube import Kube, api_client
 from .observation import Observation, Problem
 from .reads import StorageMemo, next_progress_read, trains
 from .reconcile import TERMINAL, Event, Plan, plan, spec_errors, unparsable
@@ -280,18 +279,6 @@ class Controller:
         first, cap = REFUSAL_BACKOFF
         decision.requeue_after = min(cap, first * 2 ** (count - 1))
         decision.hold = True
-
-
-def api_client(pool: int) -> kubernetes.client.ApiClient:
-    """A client of the cluster the operator runs in (or of the kubeconfig's), holding up to
-    ``pool`` connections."""
-    config = kubernetes.client.Configuration()
-    try:
-        kubernetes.config.load_incluster_config(client_configuration=config)
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=config)
-    config.connection_pool_maxsize = pool
-    return kubernetes.client.ApiClient(config)
 
 
 def _brief(err: Exception) -> str:

@@ -125,3 +125,15 @@ class Kube:
     def patch_artifact_status(self, namespace: str, name: str, status: dict) -> None:
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, MODELARTIFACTS, name, {"status": status})
+
+
+def api_client(pool: int) -> kubernetes.client.ApiClient:
+    """A client of the cluster the operator runs in (or of the kubeconfig's), holding up to
+    ``pool`` connections."""
+    config = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=config)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=config)
+    config.connection_pool_maxsize = pool
+    return kubernetes.client.ApiClient(config)
