@@ -74,9 +74,8 @@ class ControlPlane:
     def __init__(self, workdir: Path, gpu_nodes: int = 4, detached: bool = False,
                  address: str = "127.0.0.1", controller_manager_args: Sequence[str] = ()) -> None:
         """``address``: where the apiserver listens and what it advertises as the `kubernetes`
-        Service's endpoint; a real node's pods reach it there (tests/support/node.py), so a
-        cluster with one passes the node's address, never loopback. ``controller_manager_args``:
-        added to kube-controller-manager's (bench/operator_scale.py lifts its client rate limit)."""
+        Service's endpoint; a real node's pods reach it there (tests/support/node.py), so a cluster
+        with one passes the node's address. ``controller_manager_args``: extra kube-controller-manager flags."""
         self.workdir = workdir
         self.controller_manager_args = list(controller_manager_args)
         self.gpu_nodes = gpu_nodes
