@@ -27,6 +27,7 @@ ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.7.0"
 HELM_VERSION = "v3.19.0"
 COREDNS_VERSION = "v1.15.0"
+KUEUE_VERSION = "v0.17.0"
 # MinIO tags releases as RELEASE.<date>, which Go sees only as a pseudo-version.
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 
@@ -81,6 +82,8 @@ TOOLS: dict[str, Tool] = {
     "kwok": Tool("kwok", KWOK_VERSION, KWOK_VERSION, ("--version",), "go-install"),
     "helm": Tool("helm", HELM_VERSION, HELM_VERSION, ("version", "--short"), "go-install"),
     "minio": Tool("minio", MINIO_VERSION, "", (), "go-install"),
+    # Kueue's manager has no version flag worth trusting: only the cache's build is used.
+    "kueue": Tool("kueue", KUEUE_VERSION, "", (), "go-install"),
     "coredns": Tool("coredns", COREDNS_VERSION, COREDNS_VERSION.lstrip("v"), ("-version",), "coredns"),
     **{name: Tool(name, NODEPARTS_VERSION, "", (), "local") for name in LOCAL_TOOLS},
 }
@@ -89,6 +92,7 @@ GO_INSTALL_PACKAGES = {
     "kwok": f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}",
     "helm": f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}",
     "minio": f"github.com/minio/minio@{MINIO_VERSION}",
+    "kueue": f"sigs.k8s.io/kueue/cmd/kueue@{KUEUE_VERSION}",
 }
 
 
