@@ -2,8 +2,9 @@
 
 ``progress.json`` (train, rank 0), ``result.json`` (publish, written last), ``metadata.json``
 (the artifact's lineage), the prior manifest per shard, and the ``DREAMBOOTH_RESULT`` line each
-phase ends with (also its termination message). Everything here may come from a tenant's
-storage, so readers parse it with a size cap and a model: a wrong file is an error, not a dict.
+phase ends with (also its termination message); the prior cache's entries are in ``priorcache``.
+Everything here may come from a tenant's storage, so readers parse it with a size cap and a
+model: a wrong file is an error, not a dict.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic.alias_generators import to_camel
 
 from .base import OBJECT_URI
-from .names import PRIOR_SEED_DERIVATION
+from .names import INFERENCE_DTYPE_POLICY, PRIOR_SCHEDULER, PRIOR_SEED_DERIVATION
 
 if TYPE_CHECKING:
+    from .dreamboothjob import DreamBoothJobSpec
     from .jobconfig import JobConfig
 
 # metadata.json lists the instance photos and samples; progress.json and result.json are far
@@ -101,23 +103,46 @@ class PublishResult(ContractFile):
 
 
 class PriorSettings(ContractFile):
-    """Everything that decides the pixels of a class image."""
+    """Everything that decides the pixels of a class image, and nothing else: its digest is the
+    prior cache's address (``priorcache.settings_digest``). How many images a job wants, how
+    they are sharded and batched do not change any image, so they are not here.
+
+    The spec has no negative prompt: class images are sampled with the pipeline's empty
+    unconditional prompt. A field added later must be optional and left out when unset, so
+    the addresses of the settings that lack it stay what they are.
+    """
 
     base_model: str
     revision: str | None = None
     class_prompt: str
-    resolution: int
+    scheduler: str = Field(description="How the denoising scheduler is chosen (names.PRIOR_SCHEDULER).")
     steps: int
     guidance_scale: float
+    resolution: int
+    dtype_policy: str = Field(description="How the inference dtype is chosen (names.INFERENCE_DTYPE_POLICY).")
     seed: int
     seed_derivation: str
 
     @classmethod
+    def for_spec(cls, spec: DreamBoothJobSpec) -> PriorSettings:
+        """The settings of a job's class images, from its spec (the operator's view)."""
+        return cls._of(spec)
+
+    @classmethod
     def for_job(cls, config: JobConfig) -> PriorSettings:
-        sampler = config.prior.sampler
-        return cls(base_model=config.base_model.uri, revision=config.base_model.revision,
-                   class_prompt=config.prior.class_prompt, resolution=config.training.resolution,
-                   steps=sampler.steps, guidance_scale=sampler.guidance_scale, seed=sampler.seed,
+        """The same, from the trainer's config (which carries the spec's sections unchanged)."""
+        return cls._of(config)
+
+    @classmethod
+    def _of(cls, source: DreamBoothJobSpec | JobConfig) -> PriorSettings:
+        prior = source.prior
+        if prior is None or not prior.enabled:
+            raise ValueError("prior preservation is not enabled: no class images, no settings")
+        sampler = prior.sampler
+        return cls(base_model=source.base_model.uri, revision=source.base_model.revision,
+                   class_prompt=prior.class_prompt, scheduler=PRIOR_SCHEDULER, steps=sampler.steps,
+                   guidance_scale=sampler.guidance_scale, resolution=source.training.resolution,
+                   dtype_policy=INFERENCE_DTYPE_POLICY, seed=sampler.seed,
                    seed_derivation=PRIOR_SEED_DERIVATION)
 
 
@@ -187,10 +212,15 @@ class ArtifactMetadata(ContractFile):
 
 
 class PriorSummary(ContractFile):
+    """One prior shard's work: images made because missing, images made again because the
+    stored one failed its check (corrupt), and stored images reused; the three add up to the
+    shard's images."""
+
     shard: int
     shards: int
     generated: int
     skipped: int
+    regenerated: int = 0  # absent from the reports of trainers that predate the prior cache
 
 
 class TrainSummary(ContractFile):

@@ -12,7 +12,9 @@ from pydantic import Field, model_validator
 
 from .base import ApiModel
 from .dreamboothjob import BaseModelSource, DreamBoothJobSpec, Instance
+from .files import PriorSettings
 from .names import StorageLayout, artifact_name
+from .priorcache import cache_key, settings_digest
 from .scheduling import Distributed
 from .training import Prior, Training
 
@@ -68,10 +70,20 @@ class JobConfig(ApiModel):
 
 
 def render_job_config(spec: DreamBoothJobSpec, *, name: str, uid: str, layout: StorageLayout,
-                      metrics_port: int = 0, trainer_image: str | None = None) -> JobConfig:
-    """The config of the job's pods: the spec's sections as they are, plus the storage layout."""
+                      metrics_port: int = 0, trainer_image: str | None = None,
+                      prior_cache_prefix: str | None = None) -> JobConfig:
+    """The config of the job's pods: the spec's sections as they are, plus the storage layout.
+
+    Class images go to the prior cache under ``prior_cache_prefix`` ("" for the bucket's root;
+    None for the job's own prefix, its namespace's), in the directory of their settings' digest,
+    where any earlier job with the same settings left its images.
+    """
     prior = spec.prior if spec.prior and spec.prior.enabled else Prior()
     artifact = artifact_name(name, spec.output.artifact_name if spec.output else None)
+    priors_uri = None
+    if prior.enabled:
+        prefix = layout.prefix if prior_cache_prefix is None else prior_cache_prefix
+        priors_uri = layout.uri(cache_key(prefix, settings_digest(PriorSettings.for_spec(spec))))
     return JobConfig(
         job_name=name,
         job_uid=uid,
@@ -81,7 +93,7 @@ def render_job_config(spec: DreamBoothJobSpec, *, name: str, uid: str, layout: S
         training=spec.training,
         distributed=spec.distributed,
         artifact_name=artifact,
-        priors_uri=layout.uri(layout.priors_key) if prior.enabled else None,
+        priors_uri=priors_uri,
         checkpoints_uri=layout.uri(layout.checkpoints_key),
         validation_uri=layout.uri(layout.validation_key),
         output_uri=layout.uri(layout.artifacts_key(artifact)),

@@ -19,6 +19,7 @@ COMPONENT_LABEL = f"{GROUP}/component"
 ATTEMPT_LABEL = f"{GROUP}/attempt"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "dreambooth-operator"}
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 
 PRIORS, TRAIN, PUBLISH = "priors", "train", "publish"
 TRAINER_CONTAINER = "trainer"
@@ -26,6 +27,12 @@ TRAINER_CONTAINER = "trainer"
 JOB_CONFIG_ENV = "DREAMBOOTH_JOB_CONFIG"
 # How class image ``index`` gets its seed from the sampler's base seed (recorded in manifests).
 PRIOR_SEED_DERIVATION = "int(sha256(f'{seed}:{index}').hexdigest()[:15], 16)"
+# The denoising scheduler of class images: the base model's own (its scheduler/ config), which
+# base model + revision already pin. A trainer that picks another must record another scheme.
+PRIOR_SCHEDULER = "model-default"
+# ``dreambooth_trainer.model.inference_dtype``'s policy, recorded in PriorSettings: it decides
+# the pixels, so the two change together (and a change moves the prior cache's addresses).
+INFERENCE_DTYPE_POLICY = "cuda: bfloat16 if supported, else float16; other devices: float32"
 
 # Exit codes of the trainer (and of its torchrun launcher), read by the Jobs' podFailurePolicy.
 EXIT_FAILED = 1  # unexpected: a retry may help
@@ -54,6 +61,11 @@ def is_image(name: str) -> bool:
 def prior_image_name(index: int) -> str:
     """Class image ``index`` (global over all shards): the same name whoever makes it."""
     return f"{PRIOR_IMAGE_PREFIX}{index:06d}.png"
+
+
+def prior_entry_name(index: int) -> str:
+    """The prior cache's entry (``PriorCacheEntry``) of class image ``index``, beside the image."""
+    return f"{PRIOR_IMAGE_PREFIX}{index:06d}.json"
 
 
 def prior_manifest_name(shard: int, shards: int) -> str:
