@@ -19,11 +19,13 @@ from dreambooth_api.names import (
     MAX_IMAGE_BYTES,
     MAX_INSTANCE_IMAGES,
     is_image,
+    prior_entry_name,
     prior_image_name,
 )
+from dreambooth_api.priorcache import entry_problem
 from PIL import Image
 
-from . import photos, storage
+from . import photos, prior_cache, storage
 from .errors import DataError, StorageTooLarge
 
 
@@ -79,7 +81,10 @@ def load_instance_images(uri: str, resolution: int) -> ImageSet:
     return load_image_set(uri, instance_names(uri), resolution)
 
 
-def load_class_images(uri: str, num_images: int, resolution: int) -> ImageSet:
+def load_class_images(uri: str, num_images: int, resolution: int, digest: str) -> ImageSet:
+    """Class images 0..num_images-1 under ``uri``, each checked against its prior cache entry
+    (when it has one) for ``digest``, the settings' digest: a mismatch is a DataError naming the
+    file, since training on another picture than the one recorded would go unnoticed."""
     names = [prior_image_name(i) for i in range(num_images)]
     stored = set(storage.list_files(uri))
     missing = [n for n in names if n not in stored]
@@ -88,7 +93,15 @@ def load_class_images(uri: str, num_images: int, resolution: int) -> ImageSet:
             f"{len(missing)} of {num_images} class images are missing under {uri} "
             f"(first: {missing[0]}); run the prior phase first"
         )
-    return load_image_set(uri, names, resolution)
+    images = load_image_set(uri, names, resolution)
+    for index, sha256 in enumerate(images.sha256):
+        if prior_entry_name(index) not in stored:
+            continue
+        entry = prior_cache.read_entry(uri, index)
+        problem = entry if isinstance(entry, str) else entry_problem(entry, index, sha256, digest)
+        if problem:
+            raise DataError(f"{problem}; run the prior phase again to regenerate it")
+    return images
 
 
 def batch_indices(n: int, first: int, count: int, seed: int) -> list[int]:

@@ -89,7 +89,9 @@ def load_pipeline(path: Path, dtype: torch.dtype, device: torch.device):
 
 
 def inference_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPUs that have it, else fp16; fp32 on CPU."""
+    """bf16 on GPUs that have it, else fp16; fp32 on CPU: ``names.INFERENCE_DTYPE_POLICY``, which
+    class images record in their settings (so in the prior cache's address); change the two
+    together (tests/unit/trainer/test_prior_reuse.py holds them to each other)."""
     if device.type != "cuda":
         return torch.float32
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -1,9 +1,12 @@
 """Prior generation: shard i of N makes the class images with global indices i, i+N, ….
 
 Each image's seed comes from the base seed and its global index alone, and images are named by
-that index, so any sharding, retry or resume makes the same files; indices already stored are
-skipped and every image is uploaded as soon as its batch is decoded. A manifest per shard
-records the settings; images made with other settings are never silently mixed in.
+that index, so any sharding, retry, resume or later job with the same settings makes the same
+files. ``priorsUri`` is the prior cache's directory of those settings (``dreambooth_api.priorcache``):
+an index whose image and entry are stored, and whose image still has the entry's sha256, is
+skipped; a missing one is made, a corrupt one made again. Every image is uploaded, then its
+entry, as soon as its batch is decoded. A manifest per shard records the settings; images made
+with other settings are never silently mixed in.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import time
 import torch
 from dreambooth_api.files import FileError, PriorManifest, PriorSettings, PriorSummary
 from dreambooth_api.names import is_prior_manifest, prior_image_name, prior_manifest_name
+from dreambooth_api.priorcache import cached_indices, settings_digest
 
-from . import __version__, storage
+from . import __version__, prior_cache, storage
 from .config import JobConfig
 from .errors import ConfigError
 from .metrics import Metrics
@@ -103,6 +107,21 @@ def _sample(pipe, cfg: JobConfig, batch: list[int]) -> list:
     return images[: len(batch)]
 
 
+def plan(uri: str, mine: list[int], stored: set[str], digest: str) -> tuple[list[int], set[int]]:
+    """Which of this shard's indices to make (in order), and which of them replace a corrupt image."""
+    cached = set(cached_indices(stored, max(mine, default=-1) + 1))
+    todo, corrupt = [], set()
+    for index in mine:
+        if index in cached:
+            problem = prior_cache.stored_problem(uri, index, digest)
+            if problem is None:
+                continue
+            log.warning("%s; regenerating", problem)
+            corrupt.add(index)
+        todo.append(index)
+    return todo, corrupt
+
+
 def generate_priors(
     cfg: JobConfig,
     shard: int,
@@ -110,34 +129,38 @@ def generate_priors(
     device: torch.device | None = None,
     metrics: Metrics | None = None,
 ) -> PriorSummary:
-    """Make this shard's missing class images; return a summary of what was made."""
+    """Make this shard's missing and corrupt class images; return a summary of what was made."""
     if not cfg.prior.enabled:
         return PriorSummary(shard=shard, shards=shards, generated=0, skipped=0)
     if not 0 <= shard < shards:
         raise ConfigError(f"shard index {shard} is outside 0..{shards - 1}")
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     settings, sampler, uri = prior_settings(cfg), cfg.prior.sampler, cfg.priors_uri
+    digest, dtype = settings_digest(settings), inference_dtype(device)
     stored = set(storage.list_files(uri))
     _check_manifests(uri, sorted(stored), settings)
     mine = shard_indices(shard, shards, cfg.prior.num_images)
-    todo = [i for i in mine if image_name(i) not in stored]
-    log.info("prior shard %d/%d: %d images, %d to make", shard, shards, len(mine), len(todo))
+    todo, corrupt = plan(uri, mine, stored, digest)
+    log.info("prior shard %d/%d: %d images, %d to make (%d corrupt)", shard, shards, len(mine), len(todo),
+             len(corrupt))
 
     if todo:
-        pipe = load_pipeline(local_model_dir(cfg.base_model), inference_dtype(device), device)
+        pipe = load_pipeline(local_model_dir(cfg.base_model), dtype, device)
     for start in range(0, len(todo), sampler.batch_size):
         batch = todo[start : start + sampler.batch_size]
         t0 = time.perf_counter()
         with _batch_invariant(device):
             images = _sample(pipe, cfg, batch)
         for index, image in zip(batch, images, strict=True):
-            storage.write_bytes(storage.join(uri, image_name(index)), png_bytes(image))
+            prior_cache.store_image(uri, index, png_bytes(image), seed=image_seed(sampler.seed, index),
+                                    digest=digest, device=device, dtype=dtype)
         if metrics:
             metrics.prior_images.inc(len(batch))
             metrics.prior_images_per_second.set(len(batch) / (time.perf_counter() - t0))
             metrics.observe_gpu(device)
         log.info("prior shard %d: stored %s", shard, [image_name(i) for i in batch])
 
+    # Other jobs with these settings and sharding may write this file too: with the same settings.
     manifest = PriorManifest(
         settings=settings,
         shard=shard,
@@ -148,4 +171,5 @@ def generate_priors(
         trainer_version=__version__,
     )
     storage.write_bytes(storage.join(uri, prior_manifest_name(shard, shards)), manifest.dumps(indent=2))
-    return PriorSummary(shard=shard, shards=shards, generated=len(todo), skipped=len(mine) - len(todo))
+    return PriorSummary(shard=shard, shards=shards, generated=len(todo) - len(corrupt),
+                        regenerated=len(corrupt), skipped=len(mine) - len(todo))

@@ -11,6 +11,9 @@ import json
 from pathlib import Path
 
 import torch
+from dreambooth_api.files import PriorSettings
+from dreambooth_api.jobconfig import JobConfig
+from dreambooth_api.priorcache import cache_key, settings_digest
 
 # Same noise schedule as runwayml/stable-diffusion-v1-5's scheduler/scheduler_config.json.
 SD15_SCHEDULER = {
@@ -140,7 +143,8 @@ def write_tiny_model(path: str | Path, sample_size: int = 32) -> Path:
 
 def tiny_job(model_dir: str | Path, data_uri: str, root_uri: str, **top) -> dict:
     """A small job config (as the operator would render it) for the tiny model: 64 px (the API's
-    minimum), few steps, prior preservation with 4 class images, storage under ``root_uri``."""
+    minimum), few steps, prior preservation with 4 class images, storage under ``root_uri`` (class
+    images in its prior cache, at the digest of the job's prior settings)."""
     root = root_uri.rstrip("/")
     job = {
         "jobName": "tiny",
@@ -167,7 +171,6 @@ def tiny_job(model_dir: str | Path, data_uri: str, root_uri: str, **top) -> dict
         },
         "tuning": {"sampleSteps": 3},
         "artifactName": "tiny-lora",
-        "priorsUri": f"{root}/jobs/00000000-tiny/priors",
         "checkpointsUri": f"{root}/jobs/00000000-tiny/checkpoints",
         "validationUri": f"{root}/jobs/00000000-tiny/validation",
         "outputUri": f"{root}/artifacts/tiny-lora",
@@ -175,4 +178,7 @@ def tiny_job(model_dir: str | Path, data_uri: str, root_uri: str, **top) -> dict
         "resultUri": f"{root}/jobs/00000000-tiny/result.json",
     }
     job.update(top)
+    if "priorsUri" not in top and job["prior"].get("enabled"):
+        settings = PriorSettings.for_job(JobConfig.model_validate({**job, "priorsUri": root}))
+        job["priorsUri"] = f"{root}/{cache_key('', settings_digest(settings))}"
     return job

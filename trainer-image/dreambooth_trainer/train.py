@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from dreambooth_api.files import TrainSummary
+from dreambooth_api.files import PriorSettings, TrainSummary
+from dreambooth_api.priorcache import settings_digest
 
 from . import checkpoint, lora, validation
 from .checkpoint import LOSSES
@@ -136,7 +137,8 @@ def train(cfg: JobConfig, env: DistEnv, metrics: Metrics, stop: StopFlag | None 
     instance = load_instance_images(cfg.instance.data_uri, t.resolution)
     classes = None
     if cfg.prior.enabled:
-        classes = load_class_images(cfg.priors_uri, cfg.prior.num_images, t.resolution)
+        digest = settings_digest(PriorSettings.for_job(cfg))
+        classes = load_class_images(cfg.priors_uri, cfg.prior.num_images, t.resolution, digest)
     prompts = [cfg.instance.prompt] + ([cfg.prior.class_prompt] if classes is not None else [])
     cache_prompts = tune.cache_latents and not t.lora.text_encoder
     embeddings = PromptEmbeddings(parts.tokenizer, parts.text_encoder, prompts, cache=cache_prompts)

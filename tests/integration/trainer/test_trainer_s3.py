@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
+from dreambooth_api.names import prior_entry_name, prior_image_name, prior_manifest_name
 from dreambooth_trainer import storage
 from dreambooth_trainer.__main__ import main
 from dreambooth_trainer.errors import StorageAccessDenied
@@ -73,7 +74,15 @@ def test_prior_train_publish_on_s3_without_leaking_credentials(
     prefix = f"tenant-a/artifacts/tiny-lora/{published.sha256}/"
     assert {n.removeprefix(prefix) for n in stored if n.startswith(prefix)} == {
         "pytorch_lora_weights.safetensors", "metadata.json", "samples/sample-00.png"}
-    assert sum(n.startswith("tenant-a/jobs/00000000-tiny/priors/class-") for n in stored) == 4
+    priors = job["priorsUri"].removeprefix(f"{s3}/")
+    assert priors.startswith("tenant-a/prior-cache/"), "class images in the tenant's prior cache"
+    assert sorted(n.removeprefix(priors) for n in stored if n.startswith(priors)) == sorted(
+        [prior_image_name(i) for i in range(4)] + [prior_entry_name(i) for i in range(4)]
+        + [prior_manifest_name(0, 2), prior_manifest_name(1, 2)])
+    # Another run with the same settings reads the entries and images back and makes nothing.
+    assert main(["prior", "--config", str(config), "--shard", "1"]) == 0
+    again = report(capsys.readouterr().out).prior
+    assert (again.generated, again.skipped, again.regenerated) == (0, 2, 0)
     assert "tenant-a/jobs/00000000-tiny/checkpoints/step-6/state.json" in stored
 
     local = storage.download_tree(published.artifact_uri, tmp_path / "artifact")

@@ -84,6 +84,16 @@ def test_training_before_the_priors_exist_is_refused(job, tmp_path, capsys):
     assert "run the prior phase first" in result.message
 
 
+def test_a_corrupt_class_image_fails_training_naming_the_file(job_with_priors, tmp_path, capsys):
+    priors = local(job_with_priors["priorsUri"])
+    (priors / "class-000002.png").write_bytes((priors / "class-000000.png").read_bytes())
+    stored = _stored(job_with_priors)
+    code, result = _run("train", job_with_priors, tmp_path, capsys)
+    assert (code, result.reason) == (2, "InvalidData")
+    assert "class-000002.png in the prior cache is corrupt" in result.message, result.message
+    assert _stored(job_with_priors) == stored, "no checkpoint written"
+
+
 def test_publishing_before_training_finished_is_refused(job_with_priors, tmp_path, capsys):
     code, result = _run("publish", job_with_priors, tmp_path, capsys)
     assert (code, result.reason) == (2, "InvalidInput")

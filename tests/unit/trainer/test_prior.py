@@ -1,8 +1,11 @@
 import json
+import os
 
 import numpy as np
 import pytest
 from dreambooth_api.files import PriorManifest, PriorSummary
+from dreambooth_api.names import prior_entry_name
+from dreambooth_api.priorcache import cached_indices
 from dreambooth_trainer.errors import ConfigError
 from dreambooth_trainer.prior import generate_priors, image_name, image_seed, shard_indices
 from PIL import Image
@@ -59,10 +62,11 @@ def test_rerunning_a_shard_uploads_nothing_new(job, tmp_path):
     root = tmp_path / "priors"
     cfg = config(_prior_job(job, root))
     generate_priors(cfg, 1, 2)
-    before = {p.name: p.stat().st_mtime_ns for p in root.glob("class-*.png")}
+    before = {p.name: p.stat().st_mtime_ns for p in root.glob("class-*")}
+    assert len(before) == 4, "two images, two entries"
     again = generate_priors(cfg, 1, 2)
-    assert again == PriorSummary(shard=1, shards=2, generated=0, skipped=2)
-    assert {p.name: p.stat().st_mtime_ns for p in root.glob("class-*.png")} == before
+    assert again == PriorSummary(shard=1, shards=2, generated=0, skipped=2, regenerated=0)
+    assert {p.name: p.stat().st_mtime_ns for p in root.glob("class-*")} == before
 
 
 def test_images_of_other_settings_are_not_mixed_in(job, tmp_path):
@@ -81,18 +85,22 @@ def test_a_killed_shard_completes_the_set_on_rerun(job, tmp_path):
     reference = tmp_path / "reference"
     generate_priors(config({**job, "priorsUri": reference.as_uri()}), 0, 1)
 
+    def cached():  # images whose entry was written too: the ones a rerun may reuse
+        return cached_indices(os.listdir(root) if root.is_dir() else [], 10)
+
     proc = start_cli("prior", job, tmp_path, tmp_path / "first.log")
-    wait_for(lambda: len(list(root.glob("class-*.png"))) >= 2 or proc.poll() is not None, what="two class images")
+    wait_for(lambda: len(cached()) >= 2 or proc.poll() is not None, what="two cached class images")
     kill(proc)
-    made_before = len(list(root.glob("class-*.png")))
+    made_before = len(cached())
     assert 2 <= made_before < 10, "killed midway"
     assert not list(root.glob("manifest-*"))
 
     cfg = config(job)
     summary = generate_priors(cfg, 0, 1)
-    assert summary.generated == 10 - made_before and summary.skipped == made_before
-    assert sorted(p.name for p in root.iterdir() if p.name.startswith("class-")) == [
-        image_name(i) for i in range(10)
-    ]
+    # An image the kill left without its entry is made again, as a missing one.
+    assert (summary.generated, summary.skipped, summary.regenerated) == (10 - made_before, made_before, 0)
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith("class-")) == sorted(
+        [image_name(i) for i in range(10)] + [prior_entry_name(i) for i in range(10)]
+    )
     expected, got = _pixels(reference), _pixels(root)
     assert all(np.array_equal(expected[n], got[n]) for n in expected)

@@ -5,7 +5,8 @@ import signal
 import pytest
 import torch
 import torch.nn.functional as F
-from dreambooth_api.files import Progress
+from dreambooth_api.files import PriorSettings, Progress
+from dreambooth_api.priorcache import settings_digest
 from dreambooth_trainer import checkpoint, lora
 from dreambooth_trainer.config import DistEnv
 from dreambooth_trainer.data import batch_indices, load_class_images, load_instance_images
@@ -71,7 +72,8 @@ def test_first_step_loss_equals_an_independent_computation(job_with_priors):
 
     parts = _components(cfg)
     instance = load_instance_images(cfg.instance.data_uri, 64).pixels[batch_indices(7, 0, 2, 5)]
-    classes = load_class_images(cfg.priors_uri, 4, 64).pixels[batch_indices(4, 0, 2, 6)]
+    digest = settings_digest(PriorSettings.for_job(cfg))
+    classes = load_class_images(cfg.priors_uri, 4, 64, digest).pixels[batch_indices(4, 0, 2, 6)]
     g = torch.Generator().manual_seed(5 * 100_003)  # rank 0's generator
     with torch.no_grad():
         latents = []
