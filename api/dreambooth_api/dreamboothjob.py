@@ -25,6 +25,7 @@ from .base import (
     SecretRef,
     cel,
     field,
+    short_str,
     spec_frozen_rule,
 )
 from .names import DREAMBOOTHJOBS, IMAGE_SUFFIXES
@@ -109,6 +110,12 @@ class Output(ApiModel):
         max_length=253,
         pattern=DNS_SUBDOMAIN,
     )
+    reuse: bool = field(
+        "Succeed at once, without a pod, pointing at a Ready ModelArtifact in the namespace made from "
+        "identical inputs (base model and revision, the sha256 of every instance photo, prompts, prior "
+        "settings, hyperparameters, trainer image); false: always train.",
+        True,
+    )
 
 
 class DreamBoothJobSpec(ApiModel):
@@ -123,6 +130,11 @@ class DreamBoothJobSpec(ApiModel):
             '("a photo of sks cat")',
             field_path=".prior.classPrompt",
         ),
+        Rule(
+            "!has(self.workloadPriorityClassName) || has(self.queueName)",
+            "workloadPriorityClassName needs queueName: Kueue orders and preempts only queued Jobs",
+            field_path=".workloadPriorityClassName",
+        ),
     )
 
     base_model: BaseModelSource = field("The Stable Diffusion model to adapt.")
@@ -135,6 +147,13 @@ class DreamBoothJobSpec(ApiModel):
     output: Output | None = field("Where the result is published.", None)
     queue_name: str | None = field(
         "Kueue LocalQueue to admit the job's pods through.", None, max_length=63, pattern=DNS_LABEL
+    )
+    workload_priority_class_name: str | None = field(
+        "Kueue WorkloadPriorityClass of the job's child Jobs: their order in the queue and which "
+        "workloads may preempt which (label kueue.x-k8s.io/priority-class).",
+        None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
     )
     suspend: bool = field(
         "Stop the job's pods, keeping checkpoints; resuming continues from the last one. "
@@ -156,6 +175,24 @@ class DreamBoothJobSpec(ApiModel):
 class PriorsStatus(ApiModel):
     ready: int = field("Class images in storage.", 0, ge=0)
     total: int = field("Class images wanted.", 0, ge=0)
+    cached: int = field(
+        "Class images that were already in the prior cache when the job needed them (made by earlier "
+        "jobs with the same settings).", 0, ge=0
+    )
+
+
+MAX_COUNTED_PODS = 256
+
+
+class Accounting(ApiModel):
+    """GPU time the job's pods used: GPUs requested × the time each pod ran, counted when it ended."""
+
+    priors_gpu_seconds: float = field("GPU-seconds of prior-generation pods.", 0, ge=0)
+    training_gpu_seconds: float = field("GPU-seconds of training pods, every attempt.", 0, ge=0)
+    publish_gpu_seconds: float = field("GPU-seconds of publish pods.", 0, ge=0)
+    counted_pods: list[short_str(36)] = field(
+        "UIDs of the pods already counted (so that none is counted twice).", [], max_length=MAX_COUNTED_PODS
+    )
 
 
 class TrainingStatus(ApiModel):
@@ -182,7 +219,17 @@ class DreamBoothJobStatus(ApiModel):
     progress: str | None = field(
         'Training progress as "step/maxSteps".', None, max_length=32, pattern=r"^[0-9]+/[0-9]+$"
     )
-    artifact: str | None = field("Name of the published ModelArtifact.", None, max_length=253)
+    artifact: str | None = field(
+        "Name of the published ModelArtifact (or of the identical one reused).", None, max_length=253
+    )
+    inputs_digest: str | None = field(
+        "sha256 of everything that decides the adapter (see output.reuse); unset when it cannot be "
+        "known before training (photos outside s3://).",
+        None,
+        max_length=64,
+        pattern=r"^[0-9a-f]{64}$",
+    )
+    accounting: Accounting | None = field("GPU time the job used.", None)
     start_time: datetime.datetime | None = field(
         "When the job started; from then on the spec is frozen except suspend.", None
     )
@@ -205,6 +252,8 @@ DREAMBOOTH_JOB = Kind(
         Column("Progress", "string", ".status.progress", "Training step / max steps."),
         Column("Loss", "number", ".status.training.loss", "Latest training loss."),
         Column("Artifact", "string", ".status.artifact", "Published ModelArtifact."),
+        Column("Queued", "string", '.status.conditions[?(@.type=="Queued")].reason',
+               "Why the current child Job waits for its queue (Kueue's reason), or Admitted."),
         Column("Base Model", "string", ".spec.baseModel.uri", "Model being adapted.", priority=1),
         AGE,
     ),

@@ -17,7 +17,7 @@ import base64
 import hashlib
 import posixpath
 
-from .names import PROGRESS_FILE, RESULT_FILE, WEIGHT_NAME
+from .names import IMAGE_SUFFIXES, PROGRESS_FILE, RESULT_FILE, WEIGHT_NAME
 
 # The AWS SDKs' names (EKS, IRSA): a pod that has them needs no key at all.
 TOKEN_FILE_ENV = "AWS_WEB_IDENTITY_TOKEN_FILE"
@@ -31,8 +31,10 @@ TOKEN_DIR = "/var/run/secrets/dreambooth.dev/storage"
 TOKEN_PATH = f"{TOKEN_DIR}/token"
 TENANTS_ROOT = "tenants"
 # What the operator reads in a tenant's prefix (gather.py, storage.py): nothing else.
+# The prior cache's class images and entries are verified before a job skips its prior Job; the
+# photos are hashed once per job for its inputs digest (the reuse of identical jobs' artifacts).
 OPERATOR_READS = (f"jobs/*/{PROGRESS_FILE}", f"jobs/*/{RESULT_FILE}", f"artifacts/*/{WEIGHT_NAME}",
-                  "*model_index.json")
+                  "*model_index.json", "prior-cache/*", *(f"*{suffix}" for suffix in IMAGE_SUFFIXES))
 _TENANT_OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
                           "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
 

@@ -93,6 +93,13 @@ class ModelArtifactSpec(ApiModel):
         pattern=OBJECT_URI,
     )
     metrics: dict[str, float] | None = field("Final training metrics, e.g. loss.", None, max_length=64)
+    inputs_digest: str | None = field(
+        "sha256 of everything that decided the adapter; a job with the same one reuses this artifact.",
+        None,
+        max_length=64,
+        pattern=r"^[0-9a-f]{64}$",
+    )
+    gpu_seconds: float | None = field("GPU-seconds the source job's pods used, all phases.", None, ge=0)
 
 
 class ModelArtifactStatus(ApiModel):

@@ -8,6 +8,7 @@ PriorityClass, a failed pod's message) is read through ``Kube`` when a pass need
 from __future__ import annotations
 
 import base64
+import datetime
 import functools
 import threading
 import time
@@ -17,71 +18,21 @@ from typing import Any
 from dreambooth_api import GROUP, VERSION
 from dreambooth_api.names import DREAMBOOTHJOBS, JOB_NAME_LABEL, MODELARTIFACTS
 
-from .informer import Informer, Key, Obj, key_of, trim
+from . import trims
+from .informer import Informer, Key, Obj, OwnerIndex, key_of, trim
 from .kube import Kube
 from .settings import OperatorSettings
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
-KINDS = ("DreamBoothJob", "Job", "Service", "ModelArtifact", "Event", "ServiceAccount", "Secret")
+KINDS = ("DreamBoothJob", "Job", "Service", "ModelArtifact", "Event", "ServiceAccount", "Secret", "Pod", "Workload")
+# Kueue's Workloads (one per queued Job), watched when the platform runs Kueue (settings.kueue).
+KUEUE_GROUP, KUEUE_VERSION, WORKLOADS = "kueue.x-k8s.io", "v1beta2", "workloads"
 # The Job controller's Event when it cannot create a pod (admission, quota, Pod Security).
 FAILED_CREATE = "involvedObject.kind=Job,reason=FailedCreate"
 
 
 def _owner_name(obj: Obj) -> str | None:
     return (obj["metadata"].get("labels") or {}).get(JOB_NAME_LABEL)
-
-
-def _child_job(obj: Obj) -> Obj:
-    """What a pass reads of a batch Job: the pod template (most of its size) is not kept."""
-    meta = obj["metadata"]
-    keep = ("name", "namespace", "uid", "labels", "ownerReferences", "deletionTimestamp", "resourceVersion")
-    return {"metadata": {k: meta[k] for k in keep if k in meta},
-            "spec": {"suspend": (obj.get("spec") or {}).get("suspend")}, "status": obj.get("status") or {}}
-
-
-def _metadata_only(obj: Obj) -> Obj:
-    meta = obj["metadata"]
-    keep = ("name", "namespace", "uid", "labels", "deletionTimestamp", "resourceVersion")
-    return {"metadata": {k: meta[k] for k in keep if k in meta}}
-
-
-def _secret(obj: Obj) -> Obj:
-    meta = obj["metadata"]
-    return {"metadata": {k: meta[k] for k in ("name", "namespace", "resourceVersion") if k in meta},
-            "data": obj.get("data") or {}}
-
-
-def _failed_create(obj: Obj) -> Obj:
-    meta, involved = obj["metadata"], obj.get("involvedObject") or {}
-    return {"metadata": {k: meta[k] for k in ("name", "namespace", "resourceVersion", "creationTimestamp")
-                         if k in meta},
-            "involvedObject": {"name": involved.get("name")}, "message": (obj.get("message") or "")[:1024],
-            "time": obj.get("lastTimestamp") or obj.get("eventTime") or meta.get("creationTimestamp") or ""}
-
-
-class OwnerIndex:
-    """(namespace, owner) → names of the objects that carry the owner's label."""
-
-    def __init__(self, owner_of: Callable[[Obj], str | None]):
-        self._owner_of = owner_of
-        self._lock = threading.Lock()
-        self._names: dict[Key, set[str]] = {}
-
-    def update(self, kind: str, obj: Obj, old: Obj | None) -> None:
-        namespace, name = key_of(obj)
-        with self._lock:
-            for previous in ([old] if old is not None else []):
-                if (owner := self._owner_of(previous)) is not None:
-                    names = self._names.get((namespace, owner), set())
-                    names.discard(name)
-                    if not names:
-                        self._names.pop((namespace, owner), None)
-            if kind != "DELETED" and (owner := self._owner_of(obj)) is not None:
-                self._names.setdefault((namespace, owner), set()).add(name)
-
-    def names(self, key: Key) -> list[str]:
-        with self._lock:
-            return sorted(self._names.get(key, ()))
 
 
 class ClusterCache:
@@ -97,6 +48,12 @@ class ClusterCache:
         self._jobs_by_owner = OwnerIndex(_owner_name)
         self._services_by_owner = OwnerIndex(_owner_name)
         self._events_by_job = OwnerIndex(lambda e: e["involvedObject"].get("name"))
+        self._pods_by_owner = OwnerIndex(_owner_name)
+        self._workloads_by_job = OwnerIndex(trims.owning_job)
+        self._artifacts_by_digest = OwnerIndex(lambda a: (a.get("spec") or {}).get("inputsDigest"))
+        # Pods seen deleted before a pass counted their GPU time: (namespace, job) → uid → (pod, when).
+        self._gone_lock = threading.Lock()
+        self._gone: dict[Key, dict[str, tuple[Obj, datetime.datetime]]] = {}
         scopes = settings.watch_namespaces or (None,)
         watching = Kube(api_client(len(KINDS) * len(scopes)))
         core, batch, custom = watching.core, watching.batch, watching.custom
@@ -112,20 +69,26 @@ class ClusterCache:
             functools.partial(_custom_in, custom, DREAMBOOTHJOBS),
             functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, DREAMBOOTHJOBS))
         add("Job", functools.partial(self._on_child, self._jobs_by_owner), batch.list_namespaced_job,
-            batch.list_job_for_all_namespaces, transform=_child_job, label_selector=JOB_NAME_LABEL)
+            batch.list_job_for_all_namespaces, transform=trims.child_job, label_selector=JOB_NAME_LABEL)
         add("Service", functools.partial(self._on_child, self._services_by_owner), core.list_namespaced_service,
-            core.list_service_for_all_namespaces, transform=_metadata_only, label_selector=JOB_NAME_LABEL)
+            core.list_service_for_all_namespaces, transform=trims.metadata_only, label_selector=JOB_NAME_LABEL)
         add("ModelArtifact", self._on_artifact, functools.partial(_custom_in, custom, MODELARTIFACTS),
             functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, MODELARTIFACTS))
         add("Event", self._on_failed_create, core.list_namespaced_event, core.list_event_for_all_namespaces,
-            transform=_failed_create, field_selector=FAILED_CREATE)
+            transform=trims.failed_create, field_selector=FAILED_CREATE)
+        add("Pod", self._on_pod, core.list_namespaced_pod, core.list_pod_for_all_namespaces, transform=trims.pod,
+            label_selector=JOB_NAME_LABEL)
+        if settings.kueue:
+            add("Workload", self._on_workload, functools.partial(_kueue_in, custom),
+                functools.partial(custom.list_cluster_custom_object, KUEUE_GROUP, KUEUE_VERSION, WORKLOADS),
+                transform=trims.workload, optional=True)
         if settings.keyless:  # a namespace is onboarded when its workload ServiceAccount exists
             add("ServiceAccount", self._wake_namespace, core.list_namespaced_service_account,
-                core.list_service_account_for_all_namespaces, transform=_metadata_only,
+                core.list_service_account_for_all_namespaces, transform=trims.metadata_only,
                 field_selector=f"metadata.name={settings.workload_service_account}")
         else:  # the storage Secret jobs use by default, by name only (RBAC resourceNames allow no other)
             add("Secret", self._wake_namespace, core.list_namespaced_secret, core.list_secret_for_all_namespaces,
-                transform=_secret, field_selector=f"metadata.name={settings.storage_secret_name}")
+                transform=trims.secret, field_selector=f"metadata.name={settings.storage_secret_name}")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -176,6 +139,36 @@ class ClusterCache:
     def artifact(self, namespace: str, name: str) -> Obj | None:
         return self._get("ModelArtifact", (namespace, name))
 
+    def reusable_artifact(self, namespace: str, digest: str, source_uid: str) -> str | None:
+        """A Ready ModelArtifact of another job made from inputs with this digest, or None."""
+        for name in self._artifacts_by_digest.names((namespace, digest)):
+            artifact = self.artifact(namespace, name)
+            if (artifact and (artifact.get("status") or {}).get("phase") == "Ready"
+                    and ((artifact["spec"].get("sourceJob") or {}).get("uid")) != source_uid):
+                return name
+        return None
+
+    def pods(self, namespace: str, owner: str) -> list[tuple[Obj, datetime.datetime | None]]:
+        """The job's pods, each with when it was seen deleted (None while it exists)."""
+        found = (self._get("Pod", (namespace, n)) for n in self._pods_by_owner.names((namespace, owner)))
+        with self._gone_lock:
+            gone = list((self._gone.get((namespace, owner)) or {}).values())
+        return [(p, None) for p in found if p is not None] + gone
+
+    def counted(self, namespace: str, owner: str, uids: list[str]) -> None:
+        """The job's status now records these pods: those deleted need not be kept any longer."""
+        with self._gone_lock:
+            gone = self._gone.get((namespace, owner)) or {}
+            for uid in uids:
+                gone.pop(uid, None)
+            if not gone:
+                self._gone.pop((namespace, owner), None)
+
+    def workload(self, namespace: str, job_name: str) -> Obj | None:
+        """Kueue's Workload of a child Job (None without Kueue, or before Kueue made one)."""
+        names = self._workloads_by_job.names((namespace, job_name))
+        return self._get("Workload", (namespace, names[-1])) if names else None
+
     def service_account_exists(self, namespace: str, name: str) -> bool:
         return self._get("ServiceAccount", (namespace, name)) is not None
 
@@ -215,6 +208,8 @@ class ClusterCache:
 
     def _on_dreambooth_job(self, kind: str, obj: Obj, old: Obj | None) -> None:
         if kind == "DELETED":
+            with self._gone_lock:
+                self._gone.pop(key_of(obj), None)
             self._forget(key_of(obj))
         elif wants_pass(obj, old):
             self._enqueue(key_of(obj))
@@ -225,6 +220,7 @@ class ClusterCache:
             self._enqueue((obj["metadata"]["namespace"], owner))
 
     def _on_artifact(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        self._artifacts_by_digest.update(kind, obj, old)
         if source := ((obj.get("spec") or {}).get("sourceJob") or {}).get("name"):
             self._enqueue((obj["metadata"]["namespace"], source))
 
@@ -232,6 +228,28 @@ class ClusterCache:
         self._events_by_job.update(kind, obj, old)
         job = self._get("Job", (obj["metadata"]["namespace"], obj["involvedObject"].get("name") or ""))
         if kind != "DELETED" and job is not None and (owner := _owner_name(job)) is not None:
+            self._enqueue((obj["metadata"]["namespace"], owner))
+
+    def _on_pod(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        """Only a pod's end matters to a pass (its GPU time); a Job's status says the rest."""
+        self._pods_by_owner.update(kind, obj, old)
+        if (owner := _owner_name(obj)) is None:
+            return
+        key = (obj["metadata"]["namespace"], owner)
+        ended = ("Succeeded", "Failed")
+        if kind == "DELETED":
+            if self.dreambooth_job(*key) is None:
+                return  # deleted with its job: nobody to account to
+            with self._gone_lock:
+                self._gone.setdefault(key, {})[obj["metadata"]["uid"]] = (obj, datetime.datetime.now(datetime.UTC))
+        elif obj.get("phase") not in ended or (old is not None and old.get("phase") in ended):
+            return
+        self._enqueue(key)
+
+    def _on_workload(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        self._workloads_by_job.update(kind, obj, old)
+        job = self._get("Job", (obj["metadata"]["namespace"], trims.owning_job(obj) or ""))
+        if job is not None and (owner := _owner_name(job)) is not None:
             self._enqueue((obj["metadata"]["namespace"], owner))
 
     def _wake_namespace(self, kind: str, obj: Obj, old: Obj | None) -> None:
@@ -246,6 +264,10 @@ class ClusterCache:
 
 def _custom_in(custom, plural: str, namespace: str, **kwargs):
     return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
+
+
+def _kueue_in(custom, namespace: str, **kwargs):
+    return custom.list_namespaced_custom_object(KUEUE_GROUP, KUEUE_VERSION, namespace, WORKLOADS, **kwargs)
 
 
 def wants_pass(obj: Obj, old: Obj | None) -> bool:

@@ -10,7 +10,7 @@ import copy
 from dataclasses import dataclass
 
 from dreambooth_api import API_VERSION, DreamBoothJobSpec
-from dreambooth_api.files import PublishResult
+from dreambooth_api.files import PriorSettings, PublishResult
 from dreambooth_api.jobconfig import render_job_config, to_env_value
 from dreambooth_api.keyless import TOKEN_DIR
 from dreambooth_api.names import (
@@ -20,6 +20,7 @@ from dreambooth_api.names import (
     EXIT_INVALID_INPUT,
     JOB_CONFIG_ENV,
     JOB_NAME_LABEL,
+    KUEUE_PRIORITY_LABEL,
     KUEUE_QUEUE_LABEL,
     PRIORS,
     PUBLISH,
@@ -33,7 +34,9 @@ from dreambooth_api.names import (
     rendezvous_service_name,
     train_job_name,
 )
+from dreambooth_api.priorcache import cache_key, settings_digest
 
+from . import accounting
 from .observation import StoredObject
 from .podspec import (
     CONTAINER_SECURITY_CONTEXT,
@@ -73,6 +76,24 @@ class JobContext:
         return cls(name, namespace, uid, spec, settings, layout, secret or settings.storage_secret_name)
 
     @property
+    def prior_cache_prefix(self) -> str:
+        """Where class images are shared: the namespace's prefix (the job's own, with static keys
+        when it names one), or the bucket's root when the platform shares them cluster-wide."""
+        if self.settings.prior_cache_scope == "cluster":
+            return ""
+        return self.settings.storage_prefix(self.namespace) if self.settings.keyless else self.layout.prefix
+
+    @property
+    def priors_digest(self) -> str:
+        """The content address of this job's class images (dreambooth_api.priorcache)."""
+        return settings_digest(PriorSettings.for_spec(self.spec))
+
+    @property
+    def priors_key(self) -> str:
+        """The prior cache's directory of this job's class images."""
+        return cache_key(self.prior_cache_prefix, self.priors_digest)
+
+    @property
     def artifact(self) -> str:
         return artifact_name(self.name, self.spec.output.artifact_name if self.spec.output else None)
 
@@ -80,7 +101,8 @@ class JobContext:
 def _env(ctx: JobContext) -> list[dict]:
     config = render_job_config(ctx.spec, name=ctx.name, uid=ctx.uid, layout=ctx.layout,
                                metrics_port=ctx.settings.trainer_metrics_port,
-                               trainer_image=ctx.settings.trainer_image)
+                               trainer_image=ctx.settings.trainer_image,
+                               prior_cache_prefix=ctx.prior_cache_prefix)
     env = [
         {"name": JOB_CONFIG_ENV, "value": to_env_value(config)},
         {"name": "S3_ENDPOINT", "value": ctx.settings.storage_endpoint},
@@ -163,6 +185,8 @@ def _job(ctx: JobContext, name: str, component: str, template: dict, spec: dict,
     if ctx.spec.queue_name:
         # Kueue admits the Job by unsuspending it.
         job_labels[KUEUE_QUEUE_LABEL] = ctx.spec.queue_name
+        if ctx.spec.workload_priority_class_name:
+            job_labels[KUEUE_PRIORITY_LABEL] = ctx.spec.workload_priority_class_name
         job_spec["suspend"] = True
     return {
         "apiVersion": "batch/v1",
@@ -244,11 +268,12 @@ def build_publish_job(ctx: JobContext) -> dict:
     })
 
 
-def build_model_artifact(ctx: JobContext, result: PublishResult, stored: StoredObject) -> dict:
+def build_model_artifact(ctx: JobContext, result: PublishResult, stored: StoredObject, status: dict) -> dict:
     """The ModelArtifact recording a published adapter; deliberately not owned by the job.
 
     Its sha256 and size are those the operator read from storage (``stored``), not the
-    tenant-writable result's."""
+    tenant-writable result's. ``status``: the job's, for the digest of its inputs and the GPU
+    time it used."""
     spec = ctx.spec
     revision = result.base_model_revision or spec.base_model.revision
     artifact_spec = {
@@ -264,6 +289,8 @@ def build_model_artifact(ctx: JobContext, result: PublishResult, stored: StoredO
         "sampleImages": result.sample_images[:32],
         "metadataUri": result.metadata_uri,
         "metrics": result.metrics,
+        **({"inputsDigest": digest} if (digest := status.get("inputsDigest")) else {}),
+        "gpuSeconds": accounting.total(status.get("accounting")),
     }
     return {
         "apiVersion": API_VERSION,

@@ -19,12 +19,14 @@ FAILED = "Failed"
 FILES_VALID = "FilesValid"
 # Set once a problem was seen: the current child Job could create its pods.
 PODS_CREATED = "PodsCreated"
+# Set once the job uses a queue: its current child Job waits for the queue to admit it.
+QUEUED = "Queued"
 
 # Of a ModelArtifact: its adapter's sha256 was checked in storage; Ready: usable.
 VERIFIED = "Verified"
 READY = "Ready"
 
-ORDER = (VALIDATED, PODS_CREATED, FILES_VALID, PRIORS_READY, TRAINED, PUBLISHED, SUSPENDED, COMPLETE, FAILED,
+ORDER = (VALIDATED, QUEUED, PODS_CREATED, FILES_VALID, PRIORS_READY, TRAINED, PUBLISHED, SUSPENDED, COMPLETE, FAILED,
          VERIFIED, READY)
 # A False one of these is a Warning Event when it flips.
 WARN_WHEN_FALSE = (VALIDATED, PODS_CREATED, FILES_VALID, FAILED)

@@ -21,7 +21,7 @@ from . import conditions as cond
 from . import metrics
 from .cache import ClusterCache
 from .children import JobContext
-from .gather import gather
+from .gather import ended_pods, gather
 from .kube import Kube, api_client
 from .observation import Observation, Problem
 from .reads import StorageMemo, next_progress_read, trains
@@ -204,7 +204,7 @@ class Controller:
         else:
             ctx = JobContext.create(meta["name"], meta["namespace"], meta["uid"], spec, self.settings)
             # A finished job only waits for its TTL: nothing to gather.
-            observed = (Observation(now=now) if status.get("phase") in TERMINAL
+            observed = (Observation(now=now, pod_runs=ended_pods(self.cache, ctx)) if status.get("phase") in TERMINAL
                         else gather(self.cache, ctx, status, now, memo, self.storages))
             decision = plan(ctx, status, meta.get("generation"), observed)
         for kind, child in decision.delete:
@@ -219,6 +219,9 @@ class Controller:
         clean = {k: v for k, v in decision.status.items() if v is not None}
         if clean != {k: v for k, v in status.items() if v is not None}:
             self.cache.remember("DreamBoothJob", api.patch_status(*key, clean))
+        metrics.record(key[0], decision.gpu_seconds, decision.queue_waits, decision.prior_cache)
+        if observed is not None and observed.pod_runs:
+            self.cache.counted(*key, (clean.get("accounting") or {}).get("countedPods") or [])
         for event in decision.events:
             api.event(body, event.type, event.reason, event.message)
         metrics.PHASES.observe(*key, clean.get("phase"))

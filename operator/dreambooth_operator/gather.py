@@ -22,10 +22,13 @@ from dreambooth_api.names import (
 from dreambooth_api.s3 import STORAGE_KEYS, Credentials
 
 from . import conditions as cond
+from .accounting import PodRun, ended_run
 from .cache import ClusterCache as View
 from .children import JobContext
+from .dedup import MAX_PHOTO_BYTES, inputs_digest
 from .observation import ArtifactState, ChildJob, Observation, Problem
 from .reads import NO_PRIOR_JOB, StorageMemo, priors_due, progress_due
+from .sharing import kueue_wait
 from .storage import File, Storage, StorageClients
 from .tenancy import keyless_problems
 
@@ -57,17 +60,26 @@ def gather(view: View, ctx: JobContext, status: dict, now: datetime.datetime, me
         service_exists=rendezvous_service_name(ctx.name) in services,
         publish_job=_child(view, ctx, jobs.get(publish_job_name(ctx.name))),
         stale_children=stale,
+        pod_runs=ended_pods(view, ctx),
     )
     if storage is None:
         return Observation(**obs)
     layout, spec = ctx.layout, ctx.spec
+    digest = status.get("inputsDigest") or _inputs_digest(storage, ctx, memo)
+    if digest:
+        obs["inputs_digest"] = digest
+        obs["reusable_artifact"] = view.reusable_artifact(ctx.namespace, digest, ctx.uid)
     if spec.prior and spec.prior.enabled:
         version = prior_object["metadata"].get("resourceVersion") if prior_object else None
         if priors_due(memo, spec.prior.num_images, obs["priors_job"], version):
-            memo.priors_ready = storage.count_priors(layout.bucket, layout.priors_key)
+            memo.priors_ready, problems = storage.verified_priors(
+                layout.bucket, ctx.priors_key, spec.prior.num_images, ctx.priors_digest, memo.priors_verified)
+            memo.prior_problems = tuple(Problem("PriorCacheCorrupt", m) for m in problems)
             memo.priors_version = version if prior_object else NO_PRIOR_JOB
+            if prior_object is None and "cached" not in (status.get("priors") or {}):
+                obs["priors_cached"] = memo.priors_ready  # what earlier jobs left, before this one made any
         obs["priors_ready"] = memo.priors_ready or 0
-    bad: list[Problem] = []
+    bad: list[Problem] = list(memo.prior_problems)
     clock = time.monotonic()
     if progress_due(memo, obs["train_job"], clock, ctx.settings.progress_interval_seconds):
         _read_progress(storage, layout.bucket, layout.progress_key, memo)
@@ -90,6 +102,22 @@ def gather(view: View, ctx: JobContext, status: dict, now: datetime.datetime, me
         # Verified before the artifact is recorded (and until it is Ready), never re-read after.
         obs["adapter"] = storage.stored_object(result.adapter_uri, MAX_ADAPTER_BYTES)
     return Observation(**obs)
+
+
+def ended_pods(view: View, ctx: JobContext) -> tuple[PodRun, ...]:
+    """The job's pods that have ended (from the cache), for GPU accounting."""
+    resource = ctx.spec.resources.gpu_resource_name
+    runs = (ended_run(pod, resource, gone_at) for pod, gone_at in view.pods(ctx.namespace, ctx.name))
+    return tuple(r for r in runs if r is not None)
+
+
+def _inputs_digest(storage: Storage, ctx: JobContext, memo: StorageMemo) -> str | None:
+    """The digest of what decides the adapter (dedup.py), once: the photos are read for it."""
+    if memo.digest_tried or not ctx.spec.instance.data_uri.startswith("s3://"):
+        return None
+    memo.digest_tried = True
+    photos = storage.photo_digests(ctx.spec.instance.data_uri, MAX_PHOTO_BYTES)
+    return inputs_digest(ctx.spec, photos, ctx.settings.trainer_image) if photos else None
 
 
 def _read_progress(storage: Storage, bucket: str, key: str, memo: StorageMemo) -> None:
@@ -142,6 +170,9 @@ def _child(view: View, ctx: JobContext, obj: dict | None) -> ChildJob | None:
     if child is not None and child.input_rejected:
         report = view.failure_report(ctx.namespace, child.name, EXIT_INVALID_INPUT)
         child = dataclasses.replace(child, report=report)
+    if child is not None and child.suspended and ctx.spec.queue_name and child.finished is None:
+        reason, message = kueue_wait(view.workload(ctx.namespace, child.name), child.name, ctx.spec.queue_name)
+        child = dataclasses.replace(child, queue_reason=reason, queue_message=message)
     if child is not None and child.waiting_for_pods:
         # Pods refused by admission (Pod Security, quota, a webhook) are only told as Events.
         child = dataclasses.replace(child, create_failure=view.failed_create(ctx.namespace, child.name))

@@ -25,7 +25,7 @@ Obj = dict[str, Any]
 WATCH_SECONDS = 300
 PAGE_SIZE = 500
 RETRY_SECONDS = (1.0, 30.0)  # after a failed list or watch: 1 s, 2 s, … at most 30 s
-GONE = 410
+GONE, NOT_FOUND = 410, 404
 
 
 def key_of(obj: Obj) -> Key:
@@ -61,8 +61,10 @@ class Informer:
     """
 
     def __init__(self, name: str, list_fn: Callable[..., Any], on_change: Callable[[str, Obj, Obj | None], None],
-                 *, transform: Callable[[Obj], Obj] = trim, **selectors: str):
-        self.name = name
+                 *, transform: Callable[[Obj], Obj] = trim, optional: bool = False, **selectors: str):
+        """``optional``: a kind another component serves (Kueue's Workloads): while the apiserver
+        does not serve it (404), the cache counts as synced and empty, and listing is retried."""
+        self.name, self._optional = name, optional
         self._list_fn, self._on_change, self._transform = list_fn, on_change, transform
         self._selectors = {k: v for k, v in selectors.items() if v}
         self._lock = threading.Lock()
@@ -120,6 +122,8 @@ class Informer:
                 if err.status == GONE:  # the version we watch from is compacted away: list again
                     self._version = ""
                     continue
+                if err.status == NOT_FOUND and self._optional:
+                    self.synced.set()  # nothing of a kind that is not served: no pass waits for it
                 failures += 1
                 log.warning("%s: apiserver %s %s; retrying", self.name, err.status, err.reason)
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as err:
@@ -191,3 +195,28 @@ class Informer:
             elif old is None or version_of(obj) >= version_of(old):
                 self._objects[key] = obj
         self._on_change(kind, obj, old)
+
+
+class OwnerIndex:
+    """(namespace, owner) → names of the objects that carry the owner's label."""
+
+    def __init__(self, owner_of: Callable[[Obj], str | None]):
+        self._owner_of = owner_of
+        self._lock = threading.Lock()
+        self._names: dict[Key, set[str]] = {}
+
+    def update(self, kind: str, obj: Obj, old: Obj | None) -> None:
+        namespace, name = key_of(obj)
+        with self._lock:
+            for previous in ([old] if old is not None else []):
+                if (owner := self._owner_of(previous)) is not None:
+                    names = self._names.get((namespace, owner), set())
+                    names.discard(name)
+                    if not names:
+                        self._names.pop((namespace, owner), None)
+            if kind != "DELETED" and (owner := self._owner_of(obj)) is not None:
+                self._names.setdefault((namespace, owner), set()).add(name)
+
+    def names(self, key: Key) -> list[str]:
+        with self._lock:
+            return sorted(self._names.get(key, ()))

@@ -8,6 +8,8 @@ from typing import Literal
 
 from dreambooth_api.files import PhaseReport, Progress, PublishResult
 
+from .accounting import PodRun
+
 # The Job controller's reason when a podFailurePolicy FailJob rule ended the Job.
 POD_FAILURE_POLICY = "PodFailurePolicy"
 
@@ -26,6 +28,9 @@ class ChildJob:
     suspended: bool = False
     # Why it could not create a pod (its latest FailedCreate Event), while it has none.
     create_failure: str = ""
+    # Why its queue holds it suspended, in Kueue's words (its Workload's conditions).
+    queue_reason: str = ""
+    queue_message: str = ""
 
     @property
     def input_rejected(self) -> bool:
@@ -92,3 +97,7 @@ class Observation:
     # The published adapter as stored, read until its artifact is Ready; None if missing.
     adapter: StoredObject | None = None
     stale_children: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (kind, name)
+    pod_runs: tuple[PodRun, ...] = ()  # the job's pods that have ended
+    inputs_digest: str | None = None  # see dedup.py; None until known
+    reusable_artifact: str | None = None  # a Ready artifact of another job with the same digest
+    priors_cached: int | None = None  # class images found in the cache before any were made

@@ -34,6 +34,9 @@ class Plan:
     # requeue_after, unless its spec changes.
     hold: bool = False
     artifact_status: tuple[str, dict] | None = None  # (ModelArtifact name, its new status)
+    gpu_seconds: dict[str, float] = field(default_factory=dict)  # phase → counted in this pass
+    queue_waits: list[tuple[str, float]] = field(default_factory=list)  # (phase, seconds) admitted now
+    prior_cache: dict[str, int] = field(default_factory=dict)  # hit | miss → class images
 
 
 def parse_timestamp(ts: str) -> datetime.datetime:

@@ -11,7 +11,7 @@ changed it, so a job that waits costs no storage request.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dreambooth_api.files import Progress
 
@@ -31,6 +31,9 @@ class StorageMemo:
     progress_problem: Problem | None = None  # the kept copy did not parse
     progress_etag: str = ""
     progress_read_at: float = -math.inf  # monotonic seconds
+    digest_tried: bool = False  # the instance photos were read for the inputs digest
+    priors_verified: dict[int, str] = field(default_factory=dict)  # class image index → etag hashed
+    prior_problems: tuple[Problem, ...] = ()  # cached class images that are not what their entry says
 
 
 def priors_due(memo: StorageMemo, total: int, prior_job: ChildJob | None, version: str | None) -> bool:

@@ -12,7 +12,7 @@ import datetime
 
 from pydantic import ValidationError
 
-from . import children
+from . import children, sharing
 from . import conditions as cond
 from .children import JobContext
 from .observation import Observation
@@ -20,8 +20,6 @@ from .passes import (
     FAILED,
     PENDING,
     PRIORS,
-    PUBLISHING,
-    SUCCEEDED,
     SUSPENDED,
     TERMINAL,
     TRAINING,
@@ -30,6 +28,7 @@ from .passes import (
     Plan,
     parse_timestamp,
 )
+from .publishing import publishing
 
 WAIT_FOR_INPUT_SECONDS = 30.0  # re-check a spec that waits for a Secret or bucket
 # Reasons of Validated=False set when the apiserver refused to create a child (Controller).
@@ -40,6 +39,7 @@ MAX_ETA_SECONDS = 10**9  # a status integer; steps_per_second comes from a tenan
 
 def plan(ctx: JobContext, status: dict | None, generation: int | None, obs: Observation) -> Plan:
     p = Pass(ctx, status or {}, generation, obs)
+    sharing.account(p)  # pods end after their job too (deleted when it failed)
     if p.status.get("phase") in TERMINAL:
         return _finished(p)
     decision = _active(p)
@@ -64,6 +64,10 @@ def _active(p: Pass) -> Plan:
     if not refused:
         p.condition(cond.VALIDATED, True, "InputsReady", "secrets, bucket and instance data are usable")
     p.status.setdefault("startTime", p.now)
+    if obs.inputs_digest:
+        p.status["inputsDigest"] = obs.inputs_digest
+    if sharing.reuse(p):
+        return p.plan
     _files(p)
 
     deadline = spec.active_deadline_seconds
@@ -83,12 +87,13 @@ def _active(p: Pass) -> Plan:
 
     _progress(p)
     if _priors(p) and _training(p):
-        _publishing(p)
+        publishing(p)
     if refused and not p.plan.create and p.status.get("phase") != FAILED:
         # What the apiserver refused exists now (or is no longer wanted).
         p.condition(cond.VALIDATED, True, "InputsReady", "the refused child was created")
     if p.status.get("phase") != FAILED:
         _pods_created(p)
+        sharing.queued(p)
     return p.plan
 
 
@@ -130,7 +135,13 @@ def _pods_created(p: Pass) -> None:
 def _progress(p: Pass) -> None:
     spec, obs = p.ctx.spec, p.obs
     if spec.prior and spec.prior.enabled:
-        p.status["priors"] = {"ready": min(obs.priors_ready, spec.prior.num_images), "total": spec.prior.num_images}
+        total = spec.prior.num_images
+        cached = (p.status.get("priors") or {}).get("cached")
+        if cached is None and obs.priors_cached is not None:
+            cached = min(obs.priors_cached, total)
+            p.plan.prior_cache = {"hit": cached, "miss": total - cached}
+        p.status["priors"] = {"ready": min(obs.priors_ready, total), "total": total,
+                              **({"cached": cached} if cached is not None else {})}
     training = dict(p.status.get("training") or {})
     training["maxSteps"] = spec.training.max_steps
     training.setdefault("step", 0)
@@ -157,7 +168,11 @@ def _priors(p: Pass) -> bool:
         return True
     total = spec.prior.num_images
     if obs.priors_ready >= total:
-        p.condition(cond.PRIORS_READY, True, "PriorsGenerated", f"{total} class images in storage")
+        if (p.status.get("priors") or {}).get("cached", 0) >= total:
+            p.condition(cond.PRIORS_READY, True, "PriorsCached", f"all {total} class images were in the prior "
+                        "cache, made by earlier jobs with the same settings: no prior Job")
+        else:
+            p.condition(cond.PRIORS_READY, True, "PriorsGenerated", f"{total} class images in storage")
         return True
     job = obs.priors_job
     if job and job.input_rejected:
@@ -209,60 +224,6 @@ def _training(p: Pass) -> bool:
     p.condition(cond.TRAINED, False, "Training", f"step {training['step']}/{spec.training.max_steps}")
     p.phase(TRAINING, f"training on {spec.distributed.workers}×{spec.distributed.gpus_per_worker} GPUs")
     return False
-
-
-def _publishing(p: Pass) -> Plan:
-    obs, name = p.obs, p.ctx.artifact
-    if obs.result is None:
-        job = obs.publish_job
-        if job and job.input_rejected:
-            return p.rejected(job, "publishing")
-        if job and job.finished == "Failed":
-            return p.fail("PublishFailed", f"publishing failed: {job.message}")
-        if job and job.finished == "Complete":
-            bad = next((b for b in obs.bad_files if not b.reason.startswith("Progress")), None)
-            if bad is not None:
-                return p.fail(bad.reason, f"publish Job succeeded but its result is not usable: {bad.message}")
-            return p.fail("PublishResultMissing", "publish Job succeeded but wrote no result")
-        p.ensure(job is not None, children.build_publish_job(p.ctx))
-        p.phase(PUBLISHING, f"publishing the adapter as ModelArtifact {name}")
-        return p.plan
-    artifact = obs.artifact
-    if artifact is None or artifact.phase != "Ready":
-        # Recorded only as read from storage: a forged result.json does not become an artifact.
-        if not _verify_adapter(p, name, exists=artifact is not None):
-            return p.plan
-        p.ensure(artifact is not None, children.build_model_artifact(p.ctx, obs.result, obs.adapter))
-    p.status["artifact"] = name
-    p.condition(cond.PUBLISHED, True, "ArtifactPublished", f"ModelArtifact {name} at {obs.result.adapter_uri}")
-    p.condition(cond.COMPLETE, True, "Succeeded", f"adapter published as ModelArtifact {name}")
-    p.status.setdefault("completionTime", p.now)
-    p.phase(SUCCEEDED, f"adapter published as ModelArtifact {name}")
-    return p.plan
-
-
-def _verify_adapter(p: Pass, name: str, exists: bool) -> bool:
-    """The stored adapter is what publish reported: same sha256 and size. Its ModelArtifact is
-    created (or marked Ready) only then; otherwise the job fails and none is made Ready."""
-    result, stored = p.obs.result, p.obs.adapter
-    uri = result.adapter_uri
-    if stored is None:
-        ok, reason, message = False, "AdapterMissing", f"{uri} is not in storage"
-    elif not stored.sha256:
-        ok, reason, message = False, "AdapterTooLarge", f"{uri} is {stored.size} bytes, over the operator's limit"
-    elif stored.sha256 != result.sha256:
-        ok, reason, message = False, "Sha256Mismatch", f"{uri} has sha256 {stored.sha256}, not {result.sha256}"
-    elif stored.size != result.size_bytes:
-        ok, reason, message = False, "SizeMismatch", f"{uri} is {stored.size} bytes, not {result.size_bytes}"
-    else:
-        ok, reason, message = True, "Sha256Verified", f"{uri} has sha256 {stored.sha256} ({stored.size} bytes)"
-    if ok or exists:
-        conditions = cond.set_condition(None, cond.VERIFIED, ok, reason, message, p.now)
-        conditions = cond.set_condition(conditions, cond.READY, ok, reason, message, p.now)
-        p.plan.artifact_status = (name, {"phase": "Ready" if ok else "Failed", "conditions": conditions})
-    if not ok:
-        p.fail("ArtifactVerificationFailed", f"ModelArtifact {name} not recorded: {message}")
-    return ok
 
 
 def unparsable(status: dict | None, generation: int | None, now: datetime.datetime, message: str) -> Plan:

@@ -63,6 +63,13 @@ class OperatorSettings(BaseSettings):
     pod_creation_timeout_seconds: float = Field(
         600.0, gt=0, description="A child Job that could create no pod for this long (admission, quota, "
         "Pod Security) fails its DreamBoothJob: it may never start, deadline or not.")
+    kueue: bool = Field(
+        False, description="The platform runs Kueue: watch its Workloads, so that a job whose child Job waits "
+        "for admission shows Kueue's reason in its Queued condition.")
+    prior_cache_scope: Literal["namespace", "cluster"] = Field(
+        "namespace", description="Who shares prior images made with the same settings: the jobs of one "
+        "namespace (under its prefix), or every job (under prior-cache/ at the default bucket's root; it holds "
+        "only class images, never tenant data).")
     metrics_port: int = Field(8080, ge=0, le=65535, description="Operator /metrics; 0 disables.")
     health_port: int = Field(8081, ge=1, le=65535, description="Operator liveness probe /healthz.")
 

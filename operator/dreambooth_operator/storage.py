@@ -14,15 +14,18 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import urllib3
-from dreambooth_api.files import ContractFile
+from dreambooth_api.files import ContractFile, FileError
 from dreambooth_api.names import (
     IMAGE_SUFFIXES,
+    MAX_IMAGE_BYTES,
     MAX_INSTANCE_IMAGES,
-    PRIOR_IMAGE_PREFIX,
     S3_DENIED,
     S3_NOT_FOUND,
     is_image,
+    prior_entry_name,
+    prior_image_name,
 )
+from dreambooth_api.priorcache import PriorCacheEntry, cached_indices, entry_problem
 from dreambooth_api.s3 import Credentials, TokenExchangeError, split_s3, web_identity
 from minio import Minio
 from minio.credentials import Provider, StaticProvider
@@ -104,10 +107,32 @@ class Storage:
             return Problem("StorageUnreachable", f"storage endpoint unreachable: {type(err).__name__}")
         return None
 
-    def count_priors(self, bucket: str, prefix: str) -> int:
-        """Class images the prior phase stored (named as the trainer names them)."""
-        return sum(1 for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)
-                   if o.object_name.rsplit("/", 1)[-1].startswith(PRIOR_IMAGE_PREFIX) and is_image(o.object_name))
+    def verified_priors(self, bucket: str, key: str, num_images: int, digest: str,
+                        verified: dict[int, str]) -> tuple[int, list[str]]:
+        """How many of the class images 0..num_images-1 in the prior cache's directory ``key``
+        have their entry and the entry's sha256, and what is wrong with those that do not.
+        ``verified`` (index → etag of an image already hashed) spares reading an image twice."""
+        listing = {o.object_name.rsplit("/", 1)[-1]: o.etag
+                   for o in self.client.list_objects(bucket, prefix=key, recursive=False)}
+        problems = []
+        for index in cached_indices(listing, num_images):
+            name = prior_image_name(index)
+            if verified.get(index) == listing[name]:
+                continue
+            try:
+                entry = self.read(bucket, key + prior_entry_name(index), PriorCacheEntry)
+            except FileError as err:
+                problems.append(f"{prior_entry_name(index)} in the prior cache: {str(err)[:300]}")
+                continue
+            stored = self.stored_object(f"s3://{bucket}/{key}{name}", MAX_IMAGE_BYTES)
+            if entry is None or stored is None:
+                continue  # removed since the listing
+            if problem := entry_problem(entry, index, stored.sha256, digest):
+                problems.append(problem)
+            else:
+                verified[index] = listing[name]
+        return sum(1 for i, etag in verified.items() if i < num_images and listing.get(prior_image_name(i)) == etag), \
+            problems
 
     def read(self, bucket: str, key: str, model: type[File]) -> File | None:
         """A contract file parsed into ``model``; None while absent; FileError when too large or
@@ -170,6 +195,23 @@ class Storage:
             response.close()
             response.release_conn()
         return StoredObject(sha256=digest.hexdigest(), size=read)
+
+
+    def photo_digests(self, uri: str, max_total: int) -> list[tuple[str, str]] | None:
+        """(name relative to ``uri``, sha256) of every instance photo, or None when together they
+        are larger than ``max_total`` (then they are not read)."""
+        bucket, prefix = split_s3(uri)
+        photos = [o for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)
+                  if is_image(o.object_name)][: MAX_INSTANCE_IMAGES + 1]
+        if len(photos) > MAX_INSTANCE_IMAGES or sum(o.size or 0 for o in photos) > max_total:
+            return None
+        digests = []
+        for photo in photos:
+            stored = self.stored_object(f"s3://{bucket}/{photo.object_name}", max_total)
+            if stored is None or not stored.sha256:
+                return None  # gone or replaced since it was listed: known next time
+            digests.append((photo.object_name[len(prefix):].lstrip("/"), stored.sha256))
+        return sorted(digests)
 
 
 def _s3_problem(err: S3Error, what: str) -> Problem:

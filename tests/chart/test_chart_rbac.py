@@ -29,7 +29,7 @@ TENANT = grants(
     ("dreambooth.dev", "modelartifacts", "list watch create"),
     ("dreambooth.dev", "modelartifacts/status", "patch"),
     ("batch", "jobs", "list watch create delete"),
-    ("", "pods", "list"),  # a failed Job's pods: the trainer's termination message
+    ("", "pods", "list watch"),  # GPU accounting; list: a failed Job's pods, the trainer's termination message
     ("", "services", "list watch create delete"),
     ("", "secrets", "get"),  # a Secret a job names itself
     ("", "secrets[dreambooth-storage]", "list watch"),  # the default one, watched by its name only
@@ -94,7 +94,7 @@ def test_namespaced_rbac_covers_no_system_namespace_and_no_pod_logs(chart_helm, 
     every = set().union(*(granted(r) for r in find(objects, "Role") + find(objects, "ClusterRole")))
     assert not {g for g in every if g[1] in ("pods/log", "pods/exec", "pods/attach", "pods/portforward")}
     assert not {g for g in every if g[1] == "secrets" and g[2] != "get"}
-    assert not {g for g in every if g[1] == "pods" and g[2] != "list"}
+    assert not {g for g in every if g[1] == "pods" and g[2] not in ("list", "watch")}
 
 
 def test_namespaced_operator_gets_tenant_rules_only_in_watched_namespaces(chart_helm):
@@ -107,6 +107,14 @@ def test_namespaced_operator_gets_tenant_rules_only_in_watched_namespaces(chart_
     for binding in find(objects, "RoleBinding"):
         assert binding["roleRef"] == {"apiGroup": RBAC_GROUP, "kind": "Role", "name": FULLNAME}
         assert binding["subjects"] == [OPERATOR_SUBJECT]
+
+
+def test_kueue_workloads_are_read_only_when_the_platform_runs_kueue(chart_helm):
+    objects = chart_helm.render({**CLUSTER_WIDE, "operator": {"kueue": True}})
+    workloads = grants(("kueue.x-k8s.io", "workloads", "list watch"))
+    assert granted(one(objects, "ClusterRole", FULLNAME)) == TENANT | CLUSTER | workloads
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {e["name"]: e.get("value") for e in container["env"]}["DREAMBOOTH_KUEUE"] == "true"
 
 
 def test_cluster_wide_operator_role_is_an_explicit_opt_in(chart_helm):

@@ -178,7 +178,7 @@ def test_model_artifact_spec_is_immutable():
         (
             DREAMBOOTH_JOB,
             ("dreamboothjobs", "dbj"),
-            ["Phase", "Progress", "Loss", "Artifact", "Base Model", "Age"],
+            ["Phase", "Progress", "Loss", "Artifact", "Queued", "Base Model", "Age"],
         ),
         (MODEL_ARTIFACT, ("modelartifacts", "ma"), ["Phase", "Base Model", "Size", "URI", "Age"]),
     ],

@@ -90,8 +90,9 @@ would grant the operator Jobs, Services and Secret reads next to the control pla
 What the operator does inside a namespace it watches, and nothing more; each verb is used by the
 operator (operator/dreambooth_operator/kube.py and cache.py), and tests/e2e/test_least_privilege.py
 fails when one goes unused in the e2e. Its caches list and watch DreamBoothJobs, their child Jobs
-and Services, ModelArtifacts and the Job controller's FailedCreate Events (pods refused by
-admission or quota) — keyless, also the workload ServiceAccounts; a pass reads only those caches.
+and Services and pods (GPU accounting), ModelArtifacts, the Job controller's FailedCreate Events
+(pods refused by admission or quota) and, with Kueue, its Workloads (why a Job is queued) —
+keyless, also the workload ServiceAccounts; a pass reads only those caches.
 It creates the Jobs, the rendezvous Service and the ModelArtifact, deletes Jobs (suspend,
 restart, failure), the Service (after training) and the job itself (after
 ttlSecondsAfterFinished), patches both statuses, watches the storage Secret by its name only
@@ -117,7 +118,12 @@ Events. No pods/exec, no secret writes, no updates.
   verbs: ["list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
+{{- if .Values.operator.kueue }}
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list", "watch"]
+{{- end }}
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["list", "watch", "create", "delete"]

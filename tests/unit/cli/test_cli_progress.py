@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from dreambooth_api.files import PhaseReport, Progress
-from dreambooth_api.names import prior_image_name
+from dreambooth_api.names import prior_entry_name, prior_image_name
 from dreambooth_cli import bars
 from dreambooth_cli.kube import CliError
 from dreambooth_cli.local import TINY, local_job, overlay_spec
@@ -110,6 +110,8 @@ def test_priors_ready_counts_the_class_images_of_this_job(tmp_path):
     assert priors_ready(tmp_path / "absent", 8) == 0
     for i in (0, 3, 7, 9):
         (tmp_path / prior_image_name(i)).write_bytes(b"png")
+        (tmp_path / prior_entry_name(i)).write_text("{}")
+    (tmp_path / prior_image_name(5)).write_bytes(b"png")  # its entry not yet written: not finished
     (tmp_path / "manifest-0000-of-0002.json").write_text("{}")
     assert priors_ready(tmp_path, 8) == 3
 

@@ -35,7 +35,10 @@ BUILDERS = {
 @pytest.mark.parametrize("job,check", [
     (MakeJob().set("queueName", "gpu"),
      lambda j: j["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu" and j["spec"]["suspend"] is True),
-    (MakeJob(), lambda j: "suspend" not in j["spec"]),
+    (MakeJob().set("queueName", "gpu").set("workloadPriorityClassName", "urgent"),
+     lambda j: j["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == "urgent"),
+    (MakeJob(),
+     lambda j: "suspend" not in j["spec"] and "kueue.x-k8s.io/priority-class" not in j["metadata"]["labels"]),
     (MakeJob().set("resources.gpuResourceName", "amd.com/gpu"),
      lambda j: "amd.com/gpu" in container(j)["resources"]["limits"]),
     (MakeJob().set("resources.requests", {"cpu": "4", "memory": "16Gi"}),

@@ -36,7 +36,8 @@ BUILDERS = {
     "publish-job": lambda ctx: children.build_publish_job(ctx),
     "rendezvous-service": lambda ctx: children.build_rendezvous_service(ctx),
     "model-artifact": lambda ctx: children.build_model_artifact(
-        ctx, RESULT, StoredObject(RESULT.sha256, RESULT.size_bytes)),
+        ctx, RESULT, StoredObject(RESULT.sha256, RESULT.size_bytes),
+        {"inputsDigest": "d" * 64, "accounting": {"priorsGpuSeconds": 12.5, "trainingGpuSeconds": 80.0}}),
     # Keyless storage: the workload ServiceAccount, a projected token for the storage audience,
     # no Secret reference; the job's data under the namespace's own prefix.
     "train-job-keyless": lambda ctx: children.build_training_job(ctx, 1),
