@@ -1,6 +1,7 @@
 """How far a local run's phases are, from the files the trainer writes.
 
-Priors: the class images present in the priors folder (``names.prior_image_name``). Training:
+Priors: the class images finished in the prior cache's folder (image and entry,
+``priorcache.cached_indices``). Training:
 ``progress.json``, parsed with ``files.Progress``. Both are polled; the trainer's log lines are
 for people, not for this.
 """
@@ -11,16 +12,16 @@ import os
 from pathlib import Path
 
 from dreambooth_api.files import FileError, Progress
-from dreambooth_api.names import prior_image_name
+from dreambooth_api.priorcache import cached_indices
 
 
 def priors_ready(folder: Path, total: int) -> int:
-    """How many of the ``total`` class images exist (each shard writes its own names)."""
+    """How many of the ``total`` class images are stored (each with its entry, written after it)."""
     try:
-        present = set(os.listdir(folder))
+        present = os.listdir(folder)
     except OSError:
         return 0
-    return sum(prior_image_name(i) in present for i in range(total))
+    return len(cached_indices(present, total))
 
 
 def read_progress(path: Path) -> Progress | None:

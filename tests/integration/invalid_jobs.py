@@ -100,6 +100,11 @@ CASES: list[Case] = [
         "spec.output.artifactName: Invalid value",
     ),
     Case(
+        "workload-priority-without-queue", "workloadPriorityClassName needs queueName",
+        set_("workloadPriorityClassName", "urgent"),
+        "workloadPriorityClassName needs queueName",
+    ),
+    Case(
         "queue-name", "queueName DNS label",
         set_("queueName", "gpu.queue"),
         "spec.queueName: Invalid value",

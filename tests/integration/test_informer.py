@@ -72,3 +72,18 @@ def test_the_cache_follows_the_apiserver_and_a_relist_finds_deletions(cluster, n
     core.delete_namespaced_config_map("before", namespace)
     informer._relist()
     assert informer.get((namespace, "before")) is None and changes.of("before")[-1] == "DELETED"
+
+
+def test_an_optional_kind_the_apiserver_does_not_serve_is_an_empty_synced_cache(cluster):
+    """Kueue's Workloads before (or without) Kueue: the operator's workers must not wait for them."""
+    custom = kubernetes.client.CustomObjectsApi(cluster.api_client())
+    served = functools.partial(custom.list_cluster_custom_object, "kueue.x-k8s.io", "v1beta2", "nonexistents")
+    optional = Informer("Unserved", served, Changes(), optional=True).start()
+    required = Informer("Required", served, Changes()).start()
+    try:
+        assert optional.synced.wait(60), "an optional, unserved kind counted as synced"
+        assert optional.objects() == []
+        assert not required.synced.is_set()  # a kind the operator needs is never assumed empty
+    finally:
+        optional.stop()
+        required.stop()

@@ -25,7 +25,6 @@ from .processes import Process, free_port, http_ok
 
 API_VERSION = "kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 # Kueue labels the Workload it makes for a Job with the Job's uid (it also owns it).
 JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 NAMESPACE = "kueue-system"

@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 from dreambooth_api.files import ArtifactMetadata, PhaseReport, PublishResult
 from dreambooth_api.jobconfig import JobConfig
-from dreambooth_api.names import METADATA_FILE, WEIGHT_NAME, prior_image_name, prior_manifest_name
+from dreambooth_api.names import METADATA_FILE, WEIGHT_NAME, prior_entry_name, prior_image_name, prior_manifest_name
+from dreambooth_api.priorcache import PRIOR_CACHE_DIR
 from dreambooth_cli.grid import grid_layout
 from PIL import Image
 
@@ -56,8 +57,10 @@ def test_run_tiny_end_to_end_then_rerun_reuses_everything(tmp_path):
     result = PublishResult.loads(Path(config.result_uri.removeprefix("file://")).read_bytes())
     assert (result.sha256, result.step, Path(result.adapter_uri.removeprefix("file://"))) == (sha, 4, adapter)
     priors = Path(config.priors_uri.removeprefix("file://"))
+    assert priors.parent.name == PRIOR_CACHE_DIR  # the workdir's prior cache, by the settings' digest
     assert sorted(p.name for p in priors.iterdir()) == sorted(
-        [prior_image_name(0), prior_image_name(1), prior_manifest_name(0, 2), prior_manifest_name(1, 2)])
+        [prior_image_name(0), prior_image_name(1), prior_entry_name(0), prior_entry_name(1),
+         prior_manifest_name(0, 2), prior_manifest_name(1, 2)])
     assert sorted(p.name for p in (work / "logs").glob("*.log")) == [
         "prior-0.log", "prior-1.log", "publish.log", "train.log"]
     # stderr is a pipe here, as in CI: progress comes as plain lines, each phase's last one complete

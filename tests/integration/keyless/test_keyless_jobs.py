@@ -160,7 +160,7 @@ def test_a_job_in_its_own_prefix_runs_with_tokens_and_no_key(cluster, keyless_op
     assert env["AWS_WEB_IDENTITY_TOKEN_FILE"]["value"].startswith("/var/run/secrets/")
     assert "AWS_ACCESS_KEY_ID" not in env and not [e for e in container["env"] if "secretKeyRef" in str(e)]
     config = play.trainer_config(priors)
-    assert config.priors_uri.startswith(f"s3://{KEYLESS_BUCKET}/{tenant_prefix(namespace)}/jobs/")
+    assert config.priors_uri.startswith(f"s3://{KEYLESS_BUCKET}/{tenant_prefix(namespace)}/prior-cache/")
 
     # The trainer's part, with the tenant's own credentials (its workload token at STS).
     source, tenant = token_client(cluster, sts_minio, tmp_path, namespace, DEFAULT_WORKLOAD_SERVICE_ACCOUNT)

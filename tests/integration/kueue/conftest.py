@@ -11,13 +11,20 @@ few seconds once the binaries are cached, so Kueue gets its own and nothing is s
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 
 import pytest
 
+from tests.integration.conftest import BUCKET, apply_crds
 from tests.support.controlplane import ControlPlane
-from tests.support.kueue import Kueue, tenant_queues
+from tests.support.kueue import Kueue, tenant_queues, workload_priority_class
+from tests.support.operator_process import OperatorProcess
+
+STORAGE_SECRET = "dreambooth-storage"
+# Kueue's priorities of the tests' DreamBoothJobs (spec.workloadPriorityClassName).
+PRIORITIES = {"batch": 100, "urgent": 1000}
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +61,40 @@ def tenants(kueue, kueue_cluster) -> Callable[..., list[str]]:
     yield make
     for name in made:
         kueue_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def kueue_operator(kueue_cluster, kueue, minio, storage, session_dir) -> OperatorProcess:
+    """The operator on Kueue's cluster, installed by the chart as a platform running Kueue would
+    (operator.kueue: it watches Kueue's Workloads), with the suite's MinIO."""
+    from tests.support.chart import install_operator
+
+    apply_crds(kueue_cluster)
+    kueue.apply([workload_priority_class(name, value) for name, value in PRIORITIES.items()])
+    installed = install_operator(kueue_cluster, {
+        "rbac.clusterWide": "true", "operator.kueue": "true",
+        "trainer.image.repository": "registry.test/dreambooth-trainer", "trainer.image.tag": "test",
+        "storage.endpoint": minio.endpoint, "storage.secure": "false", "storage.bucket": BUCKET,
+        "storage.existingSecret": STORAGE_SECRET,
+    })
+    process = OperatorProcess(session_dir / "kueue-operator", installed.kubeconfig, {
+        **installed.env, "DREAMBOOTH_PROGRESS_INTERVAL_SECONDS": "1"}).start()
+    process.installed = installed
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def storage_tenants(tenants, kueue_cluster, minio) -> Callable[..., list[str]]:
+    """``tenants`` whose namespaces also hold the storage Secret jobs use by default."""
+
+    def make(*quotas: int, borrowing_limit: int | None = None) -> list[str]:
+        names = tenants(*quotas, borrowing_limit=borrowing_limit)
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": STORAGE_SECRET},
+                  "stringData": {"AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": minio.secret_key}}
+        for name in names:  # on stdin: a key never on a command line
+            kueue_cluster.kubectl("apply", "-n", name, "-f", "-", input=json.dumps(secret))
+        return names
+
+    return make
+

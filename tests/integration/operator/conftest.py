@@ -5,30 +5,17 @@ their containers (outcome, and what the trainer would write to storage)."""
 from __future__ import annotations
 
 import copy
-import io
 import json
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.integration.conftest import BUCKET
 from tests.support.operator_process import OperatorProcess
 
-BUCKET = "dreambooth"
 STORAGE_SECRET = "dreambooth-storage"
 TRAINER_IMAGE = "registry.test/dreambooth-trainer:test"
-
-
-@pytest.fixture(scope="session")
-def storage(minio, repo_root):
-    """The bucket jobs write to, with the cloody photos uploaded as a user would."""
-    client = minio.client()
-    if not client.bucket_exists(BUCKET):
-        client.make_bucket(BUCKET)
-    for photo in sorted((repo_root / "examples/data/cloody-cat").glob("*.jpg")):
-        data = photo.read_bytes()
-        client.put_object(BUCKET, f"datasets/cloody-cat/{photo.name}", io.BytesIO(data), len(data))
-    return client
 
 
 @pytest.fixture(scope="session")

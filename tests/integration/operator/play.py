@@ -29,6 +29,8 @@ from dreambooth_api.jobconfig import JobConfig
 
 # Not yet in dreambooth_api: the trainer's config variable and its seed rule (dreambooth_trainer.prior).
 from dreambooth_api.names import JOB_CONFIG_ENV
+from dreambooth_api.priorcache import PriorCacheEntry, entry_problem, settings_digest
+from minio.error import S3Error
 from PIL import Image
 
 from tests.support.pods import finish_pod, running_pods
@@ -77,16 +79,40 @@ def png(index: int, size: int = 8) -> bytes:
     return out.getvalue()
 
 
-def put_priors(client, config: JobConfig) -> None:
-    """Every prior shard's work: its class images, then its manifest."""
+def put_priors(client, config: JobConfig) -> list[int]:
+    """Every prior shard's work, as the trainer does it in the prior cache: each class image not
+    yet there (or not what its entry says), then its entry, then the shard's manifest. Returns
+    the indices made."""
     prior, settings = config.prior, PriorSettings.for_job(config)
+    digest = settings_digest(settings)
+    made = []
     for shard in range(prior.shards):
         mine = [names.prior_image_name(i) for i in range(shard, prior.num_images, prior.shards)]
         for index in range(shard, prior.num_images, prior.shards):
-            put(client, config.priors_uri + names.prior_image_name(index), png(index))
+            if cached_image(client, config, index, digest):
+                continue
+            image = png(index)
+            put(client, config.priors_uri + names.prior_image_name(index), image)
+            entry = PriorCacheEntry(index=index, seed=index, sha256=hashlib.sha256(image).hexdigest(),
+                                    size_bytes=len(image), settings_digest=digest, trainer_version=TRAINER_VERSION,
+                                    device="cpu", dtype="float32")
+            put_file(client, config.priors_uri + names.prior_entry_name(index), entry)
+            made.append(index)
         manifest = PriorManifest(settings=settings, shard=shard, shards=prior.shards, num_images=prior.num_images,
                                  images=mine, generated=mine, trainer_version=TRAINER_VERSION)
         put_file(client, config.priors_uri + names.prior_manifest_name(shard, prior.shards), manifest)
+    return made
+
+
+def cached_image(client, config: JobConfig, index: int, digest: str) -> bool:
+    parsed = urlparse(config.priors_uri)
+    key = parsed.path.lstrip("/")
+    try:
+        entry = PriorCacheEntry.loads(client.get_object(parsed.netloc, key + names.prior_entry_name(index)).read())
+        image = client.get_object(parsed.netloc, key + names.prior_image_name(index)).read()
+    except S3Error:
+        return False
+    return entry_problem(entry, index, hashlib.sha256(image).hexdigest(), digest) is None
 
 
 def checkpoint_uri(config: JobConfig, step: int) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
+from dreambooth_api.files import PriorSettings
+from dreambooth_api.priorcache import settings_digest
+
 from tests.support.wait import wait_for
 
 from .conftest import TRAINER_IMAGE, small_job
@@ -62,17 +65,19 @@ def test_job_goes_through_every_phase_to_a_model_artifact(cluster, operator, ten
         "name": "dreambooth-storage", "key": "AWS_SECRET_ACCESS_KEY"}
     config = trainer_config(priors)
     uid = job["metadata"]["uid"]
-    assert config.priors_uri == f"s3://dreambooth/{ns}/jobs/{uid}/priors/"
+    # Class images go to the namespace's prior cache, in the directory of their settings' digest.
+    digest = settings_digest(PriorSettings.for_job(config))
+    assert config.priors_uri == f"s3://dreambooth/{ns}/prior-cache/{digest}/"
     assert config.prior.num_images == 4 and config.prior.class_prompt == "a photo of a cat"
     status = wait_phase(cluster, ns, "cloody", "GeneratingPriors")
-    assert status["priors"] == {"ready": 0, "total": 4}
+    assert status["priors"] == {"ready": 0, "total": 4, "cached": 0}
 
     put_priors(storage, config)
     finish_job_pods(cluster, ns, "cloody-priors", 2)
 
     # Training: W workers rendezvous through a headless Service.
     status = wait_phase(cluster, ns, "cloody", "Training")
-    assert status["priors"] == {"ready": 4, "total": 4}
+    assert status["priors"] == {"ready": 4, "total": 4, "cached": 0}
     service = wait_for(lambda: get(cluster, "service", ns, "cloody-train"), what="rendezvous Service")
     assert service["spec"]["clusterIP"] == "None"
     assert_owned_by(service, job)

@@ -141,5 +141,6 @@ def test_a_killed_operator_rebuilds_its_caches_and_duplicates_nothing(cluster, o
     secrets = [r for r in reads if r.resource == "secrets"]
     assert len(secrets) <= 2, f"the tenant's storage Secret is read once, not per job: {len(secrets)} reads"
     lists = [r for r in reads if r.verb == "list"]
-    assert len(lists) <= 12, f"more than one list per cached kind (and a relist each): {lists}"
+    # 7 kinds in static mode: jobs, Jobs, Services, pods, artifacts, FailedCreate Events, the Secret.
+    assert len(lists) <= 14, f"more than one list per cached kind (and a relist each): {lists}"
     assert sorted(prior_jobs(cluster, ns)) == sorted(set(names) - set(suspended))
