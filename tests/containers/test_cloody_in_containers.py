@@ -62,7 +62,7 @@ def test_cloody_job_runs_in_containers_on_the_real_node(node_platform, tmp_path)
                      interval=0.5)
     for phase in ("GeneratingPriors", "Training", "Publishing", "Succeeded"):
         assert phase in seen_phases, seen_phases
-    assert final["priors"] == {"ready": 4, "total": 4}
+    assert final["priors"] == {"ready": 4, "total": 4, "cached": 0}  # the first job with its class settings
     assert final["progress"] == "30/30"
 
     # Every child ran as a container of the trainer image on the real node.

@@ -60,7 +60,7 @@ def test_cloody_job_runs_end_to_end(cluster, minio, prometheus, platform, repo_r
     assert seen_phases[0] in ("Pending", "GeneratingPriors")
     for phase in ("GeneratingPriors", "Training", "Publishing", "Succeeded"):
         assert phase in seen_phases, seen_phases
-    assert final["priors"] == {"ready": 4, "total": 4}
+    assert final["priors"] == {"ready": 4, "total": 4, "cached": 0}  # the first job with its class settings
     assert final["progress"] == "30/30"
 
     # The artifact: download, verify, load into diffusers.
