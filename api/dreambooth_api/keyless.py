@@ -18,6 +18,7 @@ import hashlib
 import posixpath
 
 from .names import IMAGE_SUFFIXES, PROGRESS_FILE, RESULT_FILE, WEIGHT_NAME
+from .priorcache import PRIOR_CACHE_DIR
 
 # The AWS SDKs' names (EKS, IRSA): a pod that has them needs no key at all.
 TOKEN_FILE_ENV = "AWS_WEB_IDENTITY_TOKEN_FILE"
@@ -58,16 +59,31 @@ def is_within(key: str, prefix: str) -> bool:
 
 
 def role_policy(bucket: str, operator_subject: str,
-                workload_service_account: str = DEFAULT_WORKLOAD_SERVICE_ACCOUNT) -> dict:
+                workload_service_account: str = DEFAULT_WORKLOAD_SERVICE_ACCOUNT,
+                shared_prior_cache: bool = False) -> dict:
     """The MinIO policy for the OpenID provider's role (``MINIO_IDENTITY_OPENID_ROLE_POLICY``).
 
     Tenants: read, write, delete and list ``tenants/${jwt:sub}/`` and nothing else, and only as
     the workload ServiceAccount (another ServiceAccount's token gets nothing). The operator: get
-    the files it reads and list tenants' prefixes (to count photos and prior images)."""
+    the files it reads and list tenants' prefixes (to count photos and prior images).
+    ``shared_prior_cache`` (the operator's priorCacheScope=cluster): every workload also reads and
+    writes ``prior-cache/`` at the bucket's root, which holds class images only — a tenant can
+    write there what every other tenant's training then reads, so share it only among tenants
+    that trust each other."""
     arn = f"arn:aws:s3:::{bucket}"
     own = f"{TENANTS_ROOT}/${{jwt:sub}}"
     workload = {"jwt:sub": [service_account_subject("*", workload_service_account)]}
     operator = {"jwt:sub": [operator_subject]}
+    statements = [
+        {"Sid": "SharedPriorCache", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+         "Resource": [f"{arn}/{PRIOR_CACHE_DIR}/*"], "Condition": {"StringLike": workload}},
+        {"Sid": "SharedPriorCacheListing", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn],
+         "Condition": {"StringLike": {"s3:prefix": [f"{PRIOR_CACHE_DIR}/*"], **workload}}},
+        {"Sid": "OperatorSharedPriorCache", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": [f"{arn}/{PRIOR_CACHE_DIR}/*"], "Condition": {"StringEquals": operator}},
+        {"Sid": "OperatorSharedPriorCacheListing", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn],
+         "Condition": {"StringLike": {"s3:prefix": [f"{PRIOR_CACHE_DIR}/*"]}, "StringEquals": operator}},
+    ] if shared_prior_cache else []
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -84,6 +100,7 @@ def role_policy(bucket: str, operator_subject: str,
             # before its first request unless it is given one; the answer reveals nothing else.
             {"Sid": "BucketLocation", "Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [arn],
              "Condition": {"StringLike": {"jwt:sub": workload["jwt:sub"] + operator["jwt:sub"]}}},
+            *statements,
         ],
     }
 

@@ -36,6 +36,6 @@ def minio_policy(args) -> int:
         return 0
     namespace, name = args.operator_service_account.split("/")
     policy = keyless.role_policy(args.bucket, keyless.service_account_subject(namespace, name),
-                                 args.workload_service_account)
+                                 args.workload_service_account, args.shared_prior_cache)
     print(json.dumps(policy, indent=2))
     return 0

@@ -128,6 +128,9 @@ def _admin_parser(sub) -> None:
                         help="the operator's ServiceAccount")
     policy.add_argument("--workload-service-account", default=DEFAULT_WORKLOAD_SERVICE_ACCOUNT, metavar="NAME",
                         help=f"tenants' workload ServiceAccount (default: {DEFAULT_WORKLOAD_SERVICE_ACCOUNT})")
+    policy.add_argument("--shared-prior-cache", action="store_true",
+                        help="let every tenant's pods read and write prior-cache/ at the bucket's root (the operator's "
+                        "priorCacheScope=cluster); class images only, but one tenant can write what others read")
     policy.add_argument("--env", action="store_true", help="print MinIO's environment instead of the policy")
     policy.add_argument("--issuer", metavar="URL", help="--env: the ServiceAccount issuer (kubectl get --raw "
                         "/.well-known/openid-configuration shows it)")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import time
 
+import urllib3
 from dreambooth_api.files import FileError, FileTooLarge, Progress, PublishResult
 from dreambooth_api.names import (
     COMPONENT_LABEL,
@@ -19,7 +21,8 @@ from dreambooth_api.names import (
     rendezvous_service_name,
     train_job_name,
 )
-from dreambooth_api.s3 import STORAGE_KEYS, Credentials
+from dreambooth_api.s3 import STORAGE_KEYS, Credentials, TokenExchangeError
+from minio.error import S3Error
 
 from . import conditions as cond
 from .accounting import PodRun, ended_run
@@ -31,6 +34,8 @@ from .reads import NO_PRIOR_JOB, StorageMemo, priors_due, progress_due
 from .sharing import kueue_wait
 from .storage import File, Storage, StorageClients
 from .tenancy import keyless_problems
+
+log = logging.getLogger(__name__)
 
 # A LoRA adapter is megabytes; an SDXL one at rank 256 under 2 GiB. The operator hashes it once
 # before recording it, and does not stream more than this from a tenant's storage.
@@ -116,7 +121,12 @@ def _inputs_digest(storage: Storage, ctx: JobContext, memo: StorageMemo) -> str 
     if memo.digest_tried or not ctx.spec.instance.data_uri.startswith("s3://"):
         return None
     memo.digest_tried = True
-    photos = storage.photo_digests(ctx.spec.instance.data_uri, MAX_PHOTO_BYTES)
+    try:
+        photos = storage.photo_digests(ctx.spec.instance.data_uri, MAX_PHOTO_BYTES)
+    except (S3Error, TokenExchangeError, urllib3.exceptions.HTTPError, OSError) as err:
+        # Reuse is an optimisation: a job whose photos cannot be hashed simply trains.
+        log.warning("%s/%s: instance photos not hashed for reuse (%s)", ctx.namespace, ctx.name, type(err).__name__)
+        return None
     return inputs_digest(ctx.spec, photos, ctx.settings.trainer_image) if photos else None
 
 

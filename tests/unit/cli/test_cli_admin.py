@@ -39,3 +39,15 @@ def test_env_without_an_issuer_prints_a_placeholder_and_says_where_to_find_it(ca
     assert out.out.splitlines()[0] == "MINIO_IDENTITY_OPENID_CONFIG_URL=<issuer>/.well-known/openid-configuration"
     assert f"MINIO_IDENTITY_OPENID_CLIENT_ID={keyless.DEFAULT_AUDIENCE}" in out.out
     assert "kubectl get --raw /.well-known/openid-configuration" in out.err
+
+
+def test_a_shared_prior_cache_is_granted_only_when_asked(capsys):
+    base = ["admin", "minio-policy", "--bucket", "b", "--operator-service-account", "sys/op"]
+    assert main(base) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert not [s for s in alone["Statement"] if "b/prior-cache" in json.dumps(s)]  # tenants/*/prior-cache only
+    assert main([*base, "--shared-prior-cache"]) == 0
+    shared = {s["Sid"]: s for s in json.loads(capsys.readouterr().out)["Statement"]}
+    assert shared["SharedPriorCache"]["Resource"] == ["arn:aws:s3:::b/prior-cache/*"]
+    assert shared["SharedPriorCache"]["Action"] == ["s3:GetObject", "s3:PutObject"]  # no delete, nothing else
+    assert shared["OperatorSharedPriorCache"]["Action"] == ["s3:GetObject"]
