@@ -89,17 +89,19 @@ def test_crds_are_established(cluster, dreambooth_crds):
 def test_example_is_accepted_and_printed_with_columns(cluster, dreambooth_crds, namespace):
     cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
     assert header(cluster.kubectl("get", "dbj", "-n", namespace).stdout) == [
-        "NAME", "PHASE", "PROGRESS", "LOSS", "ARTIFACT", "AGE"
+        "NAME", "PHASE", "PROGRESS", "LOSS", "ARTIFACT", "QUEUED", "AGE"
     ]
     status = {
         "phase": "Training",
         "progress": "120/800",
         "training": {"step": 120, "maxSteps": 800, "loss": 0.1234},
         "artifact": "cloody-lora",
+        "conditions": [{"type": "Queued", "status": "False", "reason": "Admitted", "message": "admitted",
+                        "lastTransitionTime": "2026-12-03T12:00:00Z"}],
     }
     patch(cluster, namespace, "dbj", "cloody", {"status": status}, status=True)
     row = cluster.kubectl("get", "dbj", "cloody", "-n", namespace, "--no-headers").stdout.split()
-    assert row[:5] == ["cloody", "Training", "120/800", "0.1234", "cloody-lora"]
+    assert row[:6] == ["cloody", "Training", "120/800", "0.1234", "cloody-lora", "Admitted"]
     wide = cluster.kubectl("get", "dreamboothjobs", "-n", namespace, "-o", "wide").stdout
     assert "BASE MODEL" in wide and "hf://stable-diffusion-v1-5/stable-diffusion-v1-5" in wide
 
