@@ -49,11 +49,13 @@ class Run:
         return self.samples / self.cpu
 
 
-def measure(command: list[str], samples: int, log: Path) -> Run:
-    """One child process, timed, with its own CPU time and peak RSS (wait4's rusage)."""
+def measure(command: list[str], samples: int, log: Path, device: str) -> Run:
+    """One child process, timed, with its own CPU time and peak RSS (wait4's rusage). On
+    ``cpu`` the child sees no GPU, whatever the machine has."""
+    env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {})}
     with log.open("w") as out:
         started = time.monotonic()
-        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.monotonic() - started
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -148,9 +150,10 @@ def main() -> None:
             runs: dict[str, list[Run]] = {"ours": [], "reference": []}
             for pair in range(args.pairs):
                 run = f"{batch}-{pair}"
-                runs["ours"].append(measure(ours(job, tmp, args.steps, batch, run), samples, tmp / f"ours-{run}.log"))
+                command = ours(job, tmp, args.steps, batch, run)
+                runs["ours"].append(measure(command, samples, tmp / f"ours-{run}.log", args.device))
                 command = reference(model, classes, tmp, args.steps, batch, args.resolution, run)
-                runs["reference"].append(measure(command, samples, tmp / f"ref-{run}.log"))
+                runs["reference"].append(measure(command, samples, tmp / f"ref-{run}.log", args.device))
             rows.append((batch, runs))
 
     import torch
