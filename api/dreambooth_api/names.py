@@ -120,10 +120,6 @@ class StorageLayout:
         return self._key("jobs", self.job_uid)
 
     @property
-    def priors_key(self) -> str:
-        return f"{self.job_key}/priors/"
-
-    @property
     def checkpoints_key(self) -> str:
         return f"{self.job_key}/checkpoints/"
 

@@ -112,8 +112,11 @@ class Storage:
         """How many of the class images 0..num_images-1 in the prior cache's directory ``key``
         have their entry and the entry's sha256, and what is wrong with those that do not.
         ``verified`` (index → etag of an image already hashed) spares reading an image twice."""
-        listing = {o.object_name.rsplit("/", 1)[-1]: o.etag
-                   for o in self.client.list_objects(bucket, prefix=key, recursive=False)}
+        # Only the names of the wanted images and entries are kept: whatever else the tenant put in
+        # the folder costs listing time, not the operator's memory.
+        wanted = {f(i) for i in range(num_images) for f in (prior_image_name, prior_entry_name)}
+        listing = {name: o.etag for o in self.client.list_objects(bucket, prefix=key, recursive=False)
+                   if (name := o.object_name.rsplit("/", 1)[-1]) in wanted}
         problems = []
         for index in cached_indices(listing, num_images):
             name = prior_image_name(index)

@@ -82,7 +82,6 @@ TOOLS: dict[str, Tool] = {
     "kwok": Tool("kwok", KWOK_VERSION, KWOK_VERSION, ("--version",), "go-install"),
     "helm": Tool("helm", HELM_VERSION, HELM_VERSION, ("version", "--short"), "go-install"),
     "minio": Tool("minio", MINIO_VERSION, "", (), "go-install"),
-    # Kueue's manager has no version flag worth trusting: only the cache's build is used.
     "kueue": Tool("kueue", KUEUE_VERSION, "", (), "go-install"),
     "coredns": Tool("coredns", COREDNS_VERSION, COREDNS_VERSION.lstrip("v"), ("-version",), "coredns"),
     **{name: Tool(name, NODEPARTS_VERSION, "", (), "local") for name in LOCAL_TOOLS},
@@ -113,9 +112,7 @@ def _reports_version(path: Path, tool: Tool) -> bool:
     if not tool.version_marker:
         return False
     try:
-        out = subprocess.run(
-            [str(path), *tool.version_args], capture_output=True, text=True, timeout=30
-        )
+        out = subprocess.run([str(path), *tool.version_args], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return tool.version_marker in out.stdout + out.stderr
@@ -145,8 +142,7 @@ def ensure(names: tuple[str, ...] | list[str] | None = None) -> dict[str, Path]:
     missing = [name for name, path in found.items() if path is None]
     if missing:
         _log(f"building {', '.join(missing)} into {cache_root()} (first run on this machine only)")
-    kube_missing = [n for n in missing if TOOLS[n].recipe == "kubernetes"]
-    if kube_missing:
+    if kube_missing := [n for n in missing if TOOLS[n].recipe == "kubernetes"]:
         _build_kubernetes(kube_missing)
     for name in missing:
         recipe = TOOLS[name].recipe
@@ -169,7 +165,6 @@ def _go_env(workdir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("CGO_ENABLED", "0")
     env["GOFLAGS"] = "-mod=mod -buildvcs=false"
-    env.pop("GOWORK", None)
     env["GOWORK"] = "off"
     return env
 

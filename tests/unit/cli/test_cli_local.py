@@ -38,7 +38,7 @@ def cloody_spec() -> dict:
 def test_local_layout_is_the_operators_layout_under_the_workdir(tmp_path):
     layout = LocalLayout.under(tmp_path / "w", "uid-1")
     root = (tmp_path / "w").resolve() / "storage"
-    assert layout.uri(layout.priors_key) == f"file://{root}/jobs/uid-1/priors/"
+    assert layout.uri(layout.checkpoints_key) == f"file://{root}/jobs/uid-1/checkpoints/"
     assert layout.uri(layout.progress_key) == f"file://{root}/jobs/uid-1/progress.json"
     assert layout.uri(layout.artifacts_key("cloody-lora")) == f"file://{root}/artifacts/cloody-lora/"
     assert layout.path(layout.uri(layout.result_key)) == root / "jobs" / "uid-1" / "result.json"
