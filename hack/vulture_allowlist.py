@@ -55,3 +55,4 @@ priors_gpu_seconds  # CRD status field; the operator writes it as camelCase (ope
 training_gpu_seconds  # CRD status field (accounting.py)
 publish_gpu_seconds  # CRD status field (accounting.py)
 counted_pods  # CRD status field (accounting.py)
+_.suppress_errors  # torch._dynamo config flag, read by dynamo (trainer-image/dreambooth_trainer/model.py)

@@ -32,6 +32,9 @@ class Tuning(ApiModel):
     )
     sample_steps: int = Field(25, ge=1, le=1000, description="denoising steps of validation and samples")
     sample_guidance_scale: float = Field(7.5, ge=0, le=30)
+    compile_unet: bool | None = Field(
+        None, description="torch.compile the UNet's transformer blocks (regional); None: for training on CUDA"
+    )
 
 
 class JobConfig(ApiModel):

@@ -16,7 +16,7 @@ import sys
 from dreambooth_api.files import PhaseReport
 from dreambooth_api.names import EXIT_FAILED, EXIT_INTERRUPTED
 
-from . import launch, result
+from . import cpus, launch, result
 from .config import DistEnv, JobConfig, load_config
 from .errors import TrainerError
 from .metrics import Metrics
@@ -74,6 +74,7 @@ def main(argv=None) -> int:
 
     report, code, metrics = {"phase": args.command}, 0, None
     try:
+        cpus.size_threads()
         cfg = load_config(args.config)
         env = DistEnv.from_env(cfg.distributed.gpus_per_worker)
         report["rank"] = env.rank

@@ -98,9 +98,9 @@ class AccelerateEngine:
     def barrier(self) -> None:
         self.accelerator.wait_for_everyone()
 
-    def mean(self, values: list[float]) -> list[float]:
-        t = torch.tensor(values, device=self.device)
-        return self.accelerator.reduce(t, reduction="mean").tolist()
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Elementwise mean over the ranks, on the device (collective; no host wait on NCCL)."""
+        return self.accelerator.reduce(values, reduction="mean")
 
     def save_optimizer(self, directory: Path) -> None:
         if self.rank == 0:
@@ -202,10 +202,10 @@ class DeepSpeedEngine:
     def barrier(self) -> None:
         torch.distributed.barrier()
 
-    def mean(self, values: list[float]) -> list[float]:
-        t = torch.tensor(values, device=self.device)
-        torch.distributed.all_reduce(t)
-        return (t / self.world_size).tolist()
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        values = values.clone()
+        torch.distributed.all_reduce(values)
+        return values / self.world_size
 
     def save_optimizer(self, directory: Path) -> None:
         # Collective: every rank writes its partition; frozen base weights are left out.

@@ -10,6 +10,14 @@ from __future__ import annotations
 import torch
 
 
+def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor.to(device)`` without waiting for the GPU: a copy from pageable memory synchronises
+    the stream (the host would idle until every queued kernel ran), one from pinned memory does not."""
+    if device.type != "cuda" or tensor.device == device:
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 class Latents:
     def __init__(self, vae, pixels: torch.Tensor, cache: bool, dtype: torch.dtype, chunk: int = 8):
         self.vae, self.dtype, self.pixels = vae, dtype, pixels
@@ -36,9 +44,10 @@ class Latents:
     def sample(self, indices: list[int], generator: torch.Generator) -> torch.Tensor:
         """Scaled latents of images ``indices``, one draw from each image's distribution."""
         if self.mean is not None:
-            mean, std = self.mean[indices], self.std[indices]
+            rows = host_to_device(torch.tensor(indices), self.mean.device)
+            mean, std = self.mean.index_select(0, rows), self.std.index_select(0, rows)
         else:
             mean, std = self._moments(self.pixels[indices])
         noise = torch.randn(mean.shape, generator=generator, dtype=torch.float32)
-        latents = mean.float() + std.float() * noise.to(mean.device)
+        latents = mean.float() + std.float() * host_to_device(noise, mean.device)
         return (latents - self.shift) * self.scaling

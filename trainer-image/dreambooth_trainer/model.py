@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -12,7 +14,10 @@ import torch
 from dreambooth_api.dreamboothjob import BaseModelSource as BaseModelRef
 
 from . import storage
+from .attention import use_padded_heads
 from .errors import ModelNotFound, StorageNotFound
+
+log = logging.getLogger(__name__)
 
 CACHE_ENV = "DREAMBOOTH_CACHE_DIR"
 
@@ -72,10 +77,30 @@ def load_components(path: Path) -> Components:
     return parts
 
 
-def load_pipeline(path: Path, dtype: torch.dtype, device: torch.device):
-    """The inference pipeline (no safety checker), with PyTorch SDPA attention."""
+def compiles(cfg, device: torch.device) -> bool:
+    """Whether the UNet's transformer blocks are compiled: by default on CUDA, where it pays within
+    a few steps, not on the CPU, where compiling costs more than it saves; never under ZeRO-3,
+    whose hooks gather parameters module by module."""
+    wanted = cfg.tuning.compile_unet
+    zero3 = cfg.distributed.backend == "deepspeed" and cfg.distributed.zero_stage == 3
+    return (device.type == "cuda" if wanted is None else wanted) and not zero3
+
+
+def compile_blocks(unet) -> bool:
+    """Regional torch.compile: each BasicTransformerBlock once (diffusers' ``_repeated_blocks``), so
+    compiling takes seconds, not minutes. A block dynamo cannot compile runs eagerly instead; on
+    CUDA, Triton builds its launcher with a C compiler, so without one nothing is compiled."""
+    if unet.device.type == "cuda" and not (os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")):
+        log.warning("UNet not compiled: Triton needs a C compiler (cc) in the image; running eager")
+        return False
+    torch._dynamo.config.suppress_errors = True
+    unet.compile_repeated_blocks()
+    return True
+
+
+def load_pipeline(path: Path, dtype: torch.dtype, device: torch.device, compiled: bool = False):
+    """The inference pipeline (no safety checker), with PyTorch SDPA attention (padded heads)."""
     from diffusers import StableDiffusionPipeline
-    from diffusers.models.attention_processor import AttnProcessor2_0
 
     try:
         pipe = StableDiffusionPipeline.from_pretrained(
@@ -83,7 +108,9 @@ def load_pipeline(path: Path, dtype: torch.dtype, device: torch.device):
         )
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"cannot load the base model at {path}: {exc}") from exc
-    pipe.unet.set_attn_processor(AttnProcessor2_0())
+    use_padded_heads(pipe.unet)
+    if compiled:
+        compile_blocks(pipe.unet)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

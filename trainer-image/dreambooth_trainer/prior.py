@@ -5,12 +5,13 @@ that index, so any sharding, retry, resume or later job with the same settings m
 files. ``priorsUri`` is the prior cache's directory of those settings (``dreambooth_api.priorcache``):
 an index whose image and entry are stored, and whose image still has the entry's sha256, is
 skipped; a missing one is made, a corrupt one made again. Every image is uploaded, then its
-entry, as soon as its batch is decoded. A manifest per shard records the settings; images made
-with other settings are never silently mixed in.
+entry, as soon as its batch is decoded (in a thread, while the next batch is made). A manifest
+per shard records the settings; images made with other settings are never silently mixed in.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import io
@@ -122,6 +123,16 @@ def plan(uri: str, mine: list[int], stored: set[str], digest: str) -> tuple[list
     return todo, corrupt
 
 
+def _store(cfg: JobConfig, shard: int, batch: list[int], images: list, digest: str, device, dtype, metrics) -> None:
+    seed = cfg.prior.sampler.seed
+    for index, image in zip(batch, images, strict=True):
+        prior_cache.store_image(cfg.priors_uri, index, png_bytes(image), seed=image_seed(seed, index),
+                                digest=digest, device=device, dtype=dtype)
+    if metrics:
+        metrics.prior_images.inc(len(batch))
+    log.info("prior shard %d: stored %s", shard, [image_name(i) for i in batch])
+
+
 def generate_priors(
     cfg: JobConfig,
     shard: int,
@@ -145,20 +156,24 @@ def generate_priors(
              len(corrupt))
 
     if todo:
-        pipe = load_pipeline(local_model_dir(cfg.base_model), dtype, device)
-    for start in range(0, len(todo), sampler.batch_size):
-        batch = todo[start : start + sampler.batch_size]
-        t0 = time.perf_counter()
-        with _batch_invariant(device):
-            images = _sample(pipe, cfg, batch)
-        for index, image in zip(batch, images, strict=True):
-            prior_cache.store_image(uri, index, png_bytes(image), seed=image_seed(sampler.seed, index),
-                                    digest=digest, device=device, dtype=dtype)
-        if metrics:
-            metrics.prior_images.inc(len(batch))
-            metrics.prior_images_per_second.set(len(batch) / (time.perf_counter() - t0))
-            metrics.observe_gpu(device)
-        log.info("prior shard %d: stored %s", shard, [image_name(i) for i in batch])
+        # Compiled only when asked: a shard's few hundred images may not repay the compile.
+        pipe = load_pipeline(local_model_dir(cfg.base_model), dtype, device, compiled=cfg.tuning.compile_unet is True)
+    # A batch's PNGs are encoded and uploaded while the next batch is generated.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="prior-upload") as uploads:
+        stored_batch = None
+        for start in range(0, len(todo), sampler.batch_size):
+            batch = todo[start : start + sampler.batch_size]
+            t0 = time.perf_counter()
+            with _batch_invariant(device):
+                images = _sample(pipe, cfg, batch)
+            if metrics:
+                metrics.prior_images_per_second.set(len(batch) / (time.perf_counter() - t0))
+                metrics.observe_gpu(device)
+            if stored_batch:
+                stored_batch.result()  # the previous batch's upload errors surface here, in order
+            stored_batch = uploads.submit(_store, cfg, shard, batch, images, digest, device, dtype, metrics)
+        if stored_batch:
+            stored_batch.result()
 
     # Other jobs with these settings and sharding may write this file too: with the same settings.
     manifest = PriorManifest(

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import signal
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -21,15 +20,17 @@ from dreambooth_api.files import PriorSettings, TrainSummary
 from dreambooth_api.priorcache import settings_digest
 
 from . import checkpoint, lora, validation
+from .attention import use_padded_heads
 from .checkpoint import LOSSES
 from .config import DistEnv, JobConfig
 from .data import batch_indices, load_class_images, load_instance_images, stream_position
 from .distributed import make_engine
-from .latents import Latents
+from .latents import Latents, host_to_device
 from .metrics import Metrics
-from .model import Components, load_components, local_model_dir
+from .model import Components, compile_blocks, compiles, load_components, local_model_dir
 from .progress import Progress
 from .prompts import PromptEmbeddings
+from .readout import Readout
 from .schedule import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,11 @@ def draw_latents(sources: list[Latents], position: int, batch: int, seed: int, g
 
 def diffusion_loss(model, noise_scheduler, latents, inputs, generator, dtype, n_instance: int, prior_weight):
     """Noise the latents at random timesteps, predict, and score as DreamBooth does."""
-    noise = torch.randn(latents.shape, generator=generator).to(latents.device)
-    timesteps = torch.randint(
+    # Drawn on the host (one generator, checkpointed, the same on every device), copied unsynced.
+    noise = host_to_device(torch.randn(latents.shape, generator=generator), latents.device)
+    timesteps = host_to_device(torch.randint(
         0, noise_scheduler.config.num_train_timesteps, (len(latents),), generator=generator
-    ).to(latents.device)
+    ), latents.device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
     target = diffusion_target(noise_scheduler, latents, noise, timesteps)
     pred = model(noisy.to(dtype), timesteps, **inputs)
@@ -118,6 +120,9 @@ def setup_model(cfg: JobConfig, engine) -> tuple[Components, list[torch.nn.Param
     parts.vae.to(engine.device)  # fp32: its latents are computed once
     torch.manual_seed(t.seed)  # the same initial adapter on every rank
     params = lora.attach(parts.unet, parts.text_encoder, t.lora)
+    use_padded_heads(parts.unet)
+    if compiles(cfg, engine.device):
+        compile_blocks(parts.unet)
     if t.gradient_checkpointing:
         parts.unet.enable_gradient_checkpointing()
         if t.lora.text_encoder:
@@ -152,6 +157,7 @@ def train(cfg: JobConfig, env: DistEnv, metrics: Metrics, stop: StopFlag | None 
         betas=(tune.adam_beta1, tune.adam_beta2),
         weight_decay=tune.adam_weight_decay,
         eps=tune.adam_epsilon,
+        fused=True,  # one kernel for all LoRA tensors (CUDA and CPU alike)
     )
     lr_scheduler = make_scheduler(optimizer, t.lr_scheduler, t.lr_warmup_steps, t.max_steps)
     model = engine.prepare(model, optimizer)
@@ -165,40 +171,47 @@ def train(cfg: JobConfig, env: DistEnv, metrics: Metrics, stop: StopFlag | None 
     resumed_from = checkpoint.step_uri(cfg.checkpoints_uri, first_step) if first_step else None
     progress.start(first_step, resumed_from, dict(zip(LOSSES, losses, strict=True)))
     samples_per_step = len(sources) * t.batch_size * t.gradient_accumulation * engine.world_size
+    readout, stopping = Readout(engine.mean, device), False
     for step in range(first_step, t.max_steps):
-        started = time.perf_counter()
-        totals = torch.zeros(3)
+        totals = torch.zeros(3, device=device)
         for micro in range(t.gradient_accumulation):
             position = stream_position(step, micro, t.gradient_accumulation, engine.rank, engine.world_size,
                                        t.batch_size)
-            latents = draw_latents(sources, position, t.batch_size, t.seed, generator).to(device)
-            inputs = {k: v.to(device) for k, v in embeddings.batch([t.batch_size] * len(sources)).items()}
+            latents = host_to_device(draw_latents(sources, position, t.batch_size, t.seed, generator), device)
+            inputs = {k: host_to_device(v, device) for k, v in embeddings.batch([t.batch_size] * len(sources)).items()}
             with engine.accumulating(last=micro == t.gradient_accumulation - 1):
                 loss, inst_loss, prior_loss = diffusion_loss(
                     model, parts.noise_scheduler, latents, inputs, generator, dtype, t.batch_size,
                     cfg.prior.loss_weight,
                 )
                 engine.backward(loss / t.gradient_accumulation)
-            totals += torch.stack([loss, inst_loss, prior_loss]).detach().float().cpu()
+            totals += torch.stack([loss, inst_loss, prior_loss]).detach().float()
         engine.step(params)
         lr_scheduler.step()
         done = step + 1
 
-        # One all-reduce: mean losses, and whether any rank got SIGTERM (all must stop together).
-        *losses, stopping = engine.mean([*(totals / t.gradient_accumulation).tolist(), float(stop.requested)])
-        elapsed, lr = time.perf_counter() - started, lr_scheduler.get_last_lr()[0]
-        report(metrics, done, losses, samples_per_step, elapsed, lr, device)
-        if engine.rank == 0:
-            log.info("step %d/%d loss %.5f (instance %.5f, prior %.5f) %.1f samples/s",
-                     done, t.max_steps, *losses, samples_per_step / elapsed)
-        saved = None
-        if done % t.checkpoint_interval == 0 or done == t.max_steps or stopping:
-            saved = save_checkpoint(cfg, engine, done, lr_scheduler, generator, losses)
-            metrics.checkpoints.inc()
-        progress.update(done, force=saved is not None, last_checkpoint=saved, learning_rate=lr,
-                        images_per_second=samples_per_step / elapsed, **dict(zip(LOSSES, losses, strict=True)))
+        # The host reads the previous step's numbers while this one runs, and waits for this one
+        # only where it stops anyway: a checkpoint, a validation, or SIGTERM on some rank.
+        readout.push(done, totals / t.gradient_accumulation, stop.requested, lr_scheduler.get_last_lr()[0])
+        results = readout.retire(keep=1)
+        stopping = stopping or any(r.stop for r in results)
         every = t.validation.every_steps if t.validation else None
-        if every and done % every == 0:
+        validating = bool(every and done % every == 0)
+        checkpointing = stopping or done % t.checkpoint_interval == 0 or done == t.max_steps
+        results += readout.retire(keep=0) if checkpointing or validating else []
+        for r in results:
+            losses, elapsed = r.losses, r.seconds
+            report(metrics, r.step, losses, samples_per_step, elapsed, r.learning_rate, device)
+            if engine.rank == 0:
+                log.info("step %d/%d loss %.5f (instance %.5f, prior %.5f) %.1f samples/s",
+                         r.step, t.max_steps, *losses, samples_per_step / elapsed)
+            saved = None
+            if r.step == done and checkpointing:
+                saved = save_checkpoint(cfg, engine, done, lr_scheduler, generator, losses)
+                metrics.checkpoints.inc()
+            progress.update(r.step, force=saved is not None, last_checkpoint=saved, learning_rate=r.learning_rate,
+                            images_per_second=samples_per_step / elapsed, **dict(zip(LOSSES, losses, strict=True)))
+        if validating:
             validate(cfg, engine, parts, done)
         if stopping and done < t.max_steps:
             raise Stopped(done)
