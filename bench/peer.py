@@ -5,6 +5,7 @@ samples per CPU-second (user + system time of the process), their ratio and peak
 nothing.
 
     .venv/bin/python bench/peer.py [--batches 1 2] [--pairs 3] [--steps 40] [--resolution 64]
+        [--device cpu|cuda] [--precision no|bf16] [--model DIR | --sd15]
 
 Each run is a whole process, model loading and (ours) latent caching included, as a user runs
 it. The reference needs torchvision (``uv pip install torchvision==<torch's>``). On a GPU the
@@ -31,6 +32,9 @@ CLOODY = REPO / "examples" / "data" / "cloody-cat"
 REFERENCE = REPO.parent / "shared" / "peers" / "diffusers" / "train_dreambooth_lora.py"
 INSTANCE_PROMPT, CLASS_PROMPT = "a photo of sks cat", "a photo of a cat"
 LEARNING_RATE, RANK, SEED = 1e-4, 4, 0
+# The environment the children start from: as given, before importing our trainer here sets
+# anything (its package sets GOMP_SPINCOUNT), so the reference runs as its users run it.
+GIVEN_ENV = dict(os.environ)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Run:
 def measure(command: list[str], samples: int, log: Path, device: str) -> Run:
     """One child process, timed, with its own CPU time and peak RSS (wait4's rusage). On
     ``cpu`` the child sees no GPU, whatever the machine has."""
-    env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {})}
+    env = {**GIVEN_ENV, **({"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {})}
     with log.open("w") as out:
         started = time.monotonic()
         child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
@@ -64,7 +68,8 @@ def measure(command: list[str], samples: int, log: Path, device: str) -> Run:
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, samples)
 
 
-def prepare(tmp: Path, model: Path | None, resolution: int, class_images: int) -> tuple[dict, Path, Path]:
+def prepare(tmp: Path, model: Path | None, resolution: int, class_images: int, precision: str
+            ) -> tuple[dict, Path, Path]:
     """The tiny model (unless one is given), our job config and the class images, made once
     with our prior generator and copied into a plain folder for the reference."""
     from dreambooth_trainer.config import JobConfig
@@ -75,7 +80,7 @@ def prepare(tmp: Path, model: Path | None, resolution: int, class_images: int) -
     job = tiny_job(model, CLOODY.as_uri(), (tmp / "store").as_uri())
     job["prior"].update(numImages=class_images)
     job["training"].update(resolution=resolution, learningRate=LEARNING_RATE, lora={"rank": RANK, "alpha": RANK},
-                           lrScheduler="constant")
+                           lrScheduler="constant", mixedPrecision=precision)
     job["training"].pop("validation", None)  # the reference renders none without --validation_prompt
     generate_priors(JobConfig.model_validate(job), 0, 1)
     classes = tmp / "class-images"
@@ -93,18 +98,19 @@ def ours(job: dict, tmp: Path, steps: int, batch: int, run: str) -> list[str]:
     return [sys.executable, __file__, "--child", str(path)]
 
 
-def reference(model: Path, classes: Path, tmp: Path, steps: int, batch: int, resolution: int, run: str) -> list[str]:
+def reference(script: Path, model: Path, classes: Path, tmp: Path, steps: int, batch: int, resolution: int,
+              run: str, precision: str) -> list[str]:
     """The reference's flags for our settings: its preprocessing equals ours with center crop and
-    bilinear resizing; no validation, no intermediate checkpoint, fp32."""
+    bilinear resizing; no validation, no intermediate checkpoint, the same precision."""
     return [
-        sys.executable, str(REFERENCE), f"--pretrained_model_name_or_path={model}",
+        sys.executable, str(script), f"--pretrained_model_name_or_path={model}",
         f"--instance_data_dir={CLOODY}", f"--class_data_dir={classes}", f"--output_dir={tmp / f'ref-{run}'}",
         f"--instance_prompt={INSTANCE_PROMPT}", f"--class_prompt={CLASS_PROMPT}", "--with_prior_preservation",
         "--prior_loss_weight=1.0", f"--num_class_images={len(list(classes.iterdir()))}",
         f"--resolution={resolution}", "--center_crop", "--image_interpolation_mode=bilinear",
         f"--train_batch_size={batch}", f"--max_train_steps={steps}", f"--learning_rate={LEARNING_RATE}",
         "--lr_scheduler=constant", "--lr_warmup_steps=0", f"--rank={RANK}", f"--seed={SEED}",
-        "--mixed_precision=no", f"--checkpointing_steps={steps + 1}", "--dataloader_num_workers=0",
+        f"--mixed_precision={precision}", f"--checkpointing_steps={steps + 1}", "--dataloader_num_workers=0",
         "--report_to=all",  # accelerate keeps the trackers installed: none here, so no logging cost
     ]
 
@@ -126,13 +132,16 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--class-images", type=int, default=8)
     parser.add_argument("--model", type=Path, help="a diffusers SD directory (default: the tiny model)")
+    parser.add_argument("--reference", type=Path, default=REFERENCE, help="diffusers' train_dreambooth_lora.py")
+    parser.add_argument("--sd15", action="store_true", help="SD 1.5's architecture, random weights (CUDA)")
+    parser.add_argument("--precision", default="no", choices=["no", "bf16", "fp16"], help="both trainers")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child)
-    if not REFERENCE.is_file():
-        raise SystemExit(f"the reference script is not at {REFERENCE}")
+    if not args.reference.is_file():
+        raise SystemExit(f"the reference script is not at {args.reference}")
     try:
         import torchvision  # noqa: F401  the reference imports it; our trainer does not
     except ImportError:
@@ -143,7 +152,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-peer-") as name:
         tmp = Path(name)
-        job, model, classes = prepare(tmp, args.model, args.resolution, args.class_images)
+        if args.sd15:
+            from trainer_gpu import write_sd15
+
+            args.model = write_sd15(tmp / "sd15")
+        job, model, classes = prepare(tmp, args.model, args.resolution, args.class_images, args.precision)
         rows = []
         for batch in args.batches:
             samples = args.steps * batch * 2  # B instance + B class images a step, both trainers
@@ -152,13 +165,15 @@ def main() -> None:
                 run = f"{batch}-{pair}"
                 command = ours(job, tmp, args.steps, batch, run)
                 runs["ours"].append(measure(command, samples, tmp / f"ours-{run}.log", args.device))
-                command = reference(model, classes, tmp, args.steps, batch, args.resolution, run)
+                command = reference(args.reference, model, classes, tmp, args.steps, batch, args.resolution, run,
+                                    args.precision)
                 runs["reference"].append(measure(command, samples, tmp / f"ref-{run}.log", args.device))
             rows.append((batch, runs))
 
     import torch
 
-    print(f"{args.steps} steps, {args.resolution} px, rank {RANK}, prior on, fp32, {args.device}, "
+    precision = "fp32" if args.precision == "no" else args.precision
+    print(f"{args.steps} steps, {args.resolution} px, rank {RANK}, prior on, {precision}, {args.device}, "
           f"{torch.get_num_threads()} threads; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'batch':>6} {'':10} {'samples/s':>10} {'samples/CPU-s':>14} {'peak RSS':>10}   (medians of "
           f"{args.pairs} alternating pairs)")

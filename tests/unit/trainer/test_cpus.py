@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from dreambooth_trainer.cpus import quota_cpus, size_threads, thread_budget
@@ -32,3 +36,13 @@ def test_an_explicit_omp_num_threads_wins_else_torch_gets_the_budget():
         assert threads >= 1 and torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "1000"), ("300000", "300000")])
+def test_idle_openmp_workers_sleep_soon_unless_told_otherwise(preset, expected):
+    """The spin count reaches libgomp only if set before torch loads: importing the trainer does."""
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    env |= {"GOMP_SPINCOUNT": preset} if preset else {}
+    code = "import os, dreambooth_trainer, torch; print(os.environ['GOMP_SPINCOUNT'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected
