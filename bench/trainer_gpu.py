@@ -1,8 +1,13 @@
 """Trainer throughput on one CUDA GPU with the full SD 1.5 architecture (random weights, no
-download): training samples/s at 512 px (bf16, batch 4+4) and prior images/s (50 steps, CFG),
-with the fraction of the GPU's dense bf16 peak they imply. Prints figures, asserts nothing.
+download): training samples/s at 512 px (bf16) and prior images/s (50 steps, CFG), with the
+fraction of the GPU's dense bf16 peak they imply and peak memory. Prints figures, asserts nothing.
 
-    python bench/trainer_gpu.py [--steps 25] [--prior-images 16] [--peak-tflops 989]
+    python bench/trainer_gpu.py [--steps 30] [--prior-images 16] [--prior-batches 8 16]
+        [--runs accelerate:eager:4 accelerate:compiled:4 accelerate:compiled:8 deepspeed2:compiled:4]
+
+Each training run is BACKEND:UNET:BATCH — accelerate (DDP, world size 1) or deepspeed2 (ZeRO-2,
+world size 1), the UNet eager or compiled (regional torch.compile), B instance + B class images
+a step — so levers and the memory/throughput curve are side by side in one run.
 
 FLOP counts per 512 px sample: UNet LoRA forward+backward ~1.71 TFLOP; one UNet call ~0.80
 TFLOP (CFG doubles the calls). The trainer code measured is the real one (prior, train).
@@ -16,7 +21,6 @@ import logging
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -83,9 +87,11 @@ def peak_tflops(override: float | None) -> tuple[float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=25, help="training steps (first 5 are warm-up)")
+    parser.add_argument("--steps", type=int, default=30, help="training steps a run (first 10 are warm-up)")
+    parser.add_argument("--runs", nargs="+", default=["accelerate:eager:4", "accelerate:compiled:4",
+                                                      "accelerate:compiled:8", "deepspeed2:compiled:4"])
     parser.add_argument("--prior-images", type=int, default=16)
-    parser.add_argument("--prior-batch", type=int, default=8)
+    parser.add_argument("--prior-batches", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--peak-tflops", type=float, help="dense bf16 peak, if the GPU is not known")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     args = parser.parse_args()
@@ -94,41 +100,46 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     peak, device = peak_tflops(args.peak_tflops)
 
+    print(f"{device}, dense bf16 peak {peak:.0f} TFLOP/s, torch {torch.__version__}")
+    print(f"{'':48} {'rate':>8} {'TFLOP/s':>8} {'of peak':>8} {'peak mem':>9}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-sd15-") as tmp:
         model = write_sd15(Path(tmp) / "sd15")
-        job = tiny_job(model, (REPO / "examples/data/cloody-cat").as_uri(), (Path(tmp) / "store").as_uri())
-        job["prior"].update(numImages=args.prior_images, sampler={
-            "steps": 50, "guidanceScale": 7.5, "batchSize": args.prior_batch})
-        job["training"].update(resolution=512, batchSize=4, mixedPrecision="bf16", maxSteps=args.steps,
-                               checkpointEverySteps=args.steps, gradientCheckpointing=args.gradient_checkpointing)
-        cfg = JobConfig.model_validate(job)
+        base = tiny_job(model, (REPO / "examples/data/cloody-cat").as_uri(), (Path(tmp) / "store").as_uri())
+        base["prior"].update(numImages=args.prior_images, sampler={"steps": 50, "guidanceScale": 7.5})
+        base["training"]["resolution"] = 512
+        priors_uri = base["priorsUri"]
+        for batch in args.prior_batches:
+            job = json.loads(json.dumps(base))
+            job["priorsUri"] = base["priorsUri"] = f"{priors_uri}-{batch}"  # a fresh cache; training uses one
+            job["prior"]["sampler"]["batchSize"] = batch
+            metrics = Metrics("prior")
+            metrics.prior_images_per_second = rates = Rates()
+            torch.cuda.reset_peak_memory_stats()
+            generate_priors(JobConfig.model_validate(job), 0, 1, metrics=metrics)
+            rate = statistics.median(rates.values[1:] or rates.values)
+            row(f"prior images/s (50 steps, CFG, batch {batch})", rate, rate * 50 * 2 * UNET_CALL_TFLOP, peak)
+        for run in args.runs:
+            backend, unet, batch = run.split(":")
+            job = json.loads(json.dumps(base))
+            job["checkpointsUri"] += f"-{run.replace(':', '-')}"
+            job["training"].update(resolution=512, batchSize=int(batch), mixedPrecision="bf16", maxSteps=args.steps,
+                                   checkpointEverySteps=args.steps, gradientCheckpointing=args.gradient_checkpointing)
+            job["training"].pop("validation", None)
+            job["tuning"] = {"compileUnet": unet == "compiled"}
+            if backend.startswith("deepspeed"):
+                job["distributed"] = {"backend": "deepspeed", "deepspeed": {"zeroStage": int(backend[-1])}}
+            metrics = Metrics("train")
+            metrics.samples_per_second = rates = Rates()
+            torch.cuda.reset_peak_memory_stats()
+            train(JobConfig.model_validate(job), DistEnv(), metrics)
+            rate = statistics.median(rates.values[10:] or rates.values)
+            row(f"train samples/s ({backend}, {unet}, batch {batch}+{batch})", rate,
+                rate * TRAIN_TFLOP_PER_SAMPLE, peak)
 
-        metrics = Metrics("prior")
-        metrics.prior_images_per_second = prior_rates = Rates()
-        started = time.perf_counter()
-        generate_priors(cfg, 0, 1, metrics=metrics)
-        print(f"prior: {args.prior_images} images in {time.perf_counter() - started:.1f} s "
-              f"(model load included)", flush=True)
 
-        metrics = Metrics("train")
-        metrics.samples_per_second = train_rates = Rates()
-        torch.cuda.reset_peak_memory_stats()
-        train(cfg, DistEnv(), metrics)
-        peak_mem = torch.cuda.max_memory_allocated() / 2**30
-
-    prior = statistics.median(prior_rates.values[1:] or prior_rates.values)
-    samples = statistics.median(train_rates.values[5:] or train_rates.values)
-    train_tflops = samples * TRAIN_TFLOP_PER_SAMPLE
-    prior_tflops = prior * 50 * 2 * UNET_CALL_TFLOP
-    print(f"\n{device}, dense bf16 peak {peak:.0f} TFLOP/s, torch {torch.__version__}")
-    print(f"{'':44} {'rate':>10} {'TFLOP/s':>9} {'of peak':>8}")
-    print(f"{'train samples/s (512 px, bf16, batch 4+4)':44} {samples:10.2f} {train_tflops:9.0f} "
-          f"{train_tflops / peak:8.1%}")
-    label = f"prior images/s (50 steps, CFG, batch {args.prior_batch})"
-    print(f"{label:44} {prior:10.2f} {prior_tflops:9.0f} "
-          f"{prior_tflops / peak:8.1%}")
-    print(f"training peak GPU memory {peak_mem:.1f} GiB")
-
+def row(label: str, rate: float, tflops: float, peak: float) -> None:
+    memory = torch.cuda.max_memory_allocated() / 2**30
+    print(f"{label:48} {rate:8.2f} {tflops:8.0f} {tflops / peak:8.1%} {memory:7.1f} GiB", flush=True)
 
 if __name__ == "__main__":
     main()
