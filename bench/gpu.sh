@@ -4,10 +4,9 @@
 #      DDP and DeepSpeed ZeRO-2 (world size 1), batch 4+4 and 8+8; % of dense bf16 peak, memory;
 #   2. peer.py: ours beside diffusers' reference script, same settings, bf16, alternating;
 #   3. prior_scaling.py: prior wall time for 1, 2, 4 and 8 shards.
-# Everything it prints is also written under $OUT. On the lent device machine, ../shared does
-# not travel: first, here, `mkdir -p .peers && cp ../shared/peers/diffusers/train_dreambooth_lora.py
-# .peers/ && echo /.peers/ >> .git/info/exclude`, and name `.peers` (and `.whl`, wheels for what
-# the machine lacks: diffusers, peft, accelerate, deepspeed, minio, pydantic) in `carry`.
+# Everything it prints is also written under $OUT. On the lent device machine ../shared does not
+# travel and some packages are missing: run bench/gpu-wheels.sh here first (the reference script
+# into .peers, wheels into .whl, 14 MiB), carry both, and start the command as its header says.
 set -euo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/api:$PWD/trainer-image${PYTHONPATH:+:$PYTHONPATH}"
 out=${OUT:-/tmp/bench-gpu}
