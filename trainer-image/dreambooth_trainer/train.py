@@ -194,11 +194,13 @@ def train(cfg: JobConfig, env: DistEnv, metrics: Metrics, stop: StopFlag | None 
         # only where it stops anyway: a checkpoint, a validation, or SIGTERM on some rank.
         readout.push(done, totals / t.gradient_accumulation, stop.requested, lr_scheduler.get_last_lr()[0])
         results = readout.retire(keep=1)
-        stopping = stopping or any(r.stop for r in results)
         every = t.validation.every_steps if t.validation else None
         validating = bool(every and done % every == 0)
-        checkpointing = stopping or done % t.checkpoint_interval == 0 or done == t.max_steps
-        results += readout.retire(keep=0) if checkpointing or validating else []
+        due = done % t.checkpoint_interval == 0 or done == t.max_steps
+        if due or validating or any(r.stop for r in results):
+            results += readout.retire(keep=0)
+        stopping = stopping or any(r.stop for r in results)
+        checkpointing = due or stopping
         for r in results:
             losses, elapsed = r.losses, r.seconds
             report(metrics, r.step, losses, samples_per_step, elapsed, r.learning_rate, device)
