@@ -109,10 +109,11 @@ def load_pipeline(path: Path, dtype: torch.dtype, device: torch.device, compiled
     except (OSError, ValueError) as exc:
         raise ModelNotFound(f"cannot load the base model at {path}: {exc}") from exc
     use_padded_heads(pipe.unet)
-    if compiled:
-        compile_blocks(pipe.unet)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    if compiled:
+        compile_blocks(pipe.unet)  # on its device: whether Triton can build depends on it
+    return pipe
 
 
 def inference_dtype(device: torch.device) -> torch.dtype:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 from dreambooth_api.jobconfig import JobConfig
 from dreambooth_trainer import checkpoint
 from dreambooth_trainer.config import DistEnv
 from dreambooth_trainer.metrics import Metrics
 from dreambooth_trainer.model import compiles
+from dreambooth_trainer.prior import generate_priors
 from dreambooth_trainer.train import train
+from PIL import Image
 from safetensors.torch import load_file
 
 from tests.unit.trainer.helpers import config, local
@@ -53,3 +56,20 @@ def test_compile_defaults_to_training_on_cuda_and_never_under_zero3(job):
     assert compiles(forced, cpu)
     zero3 = JobConfig.model_validate({**job, "distributed": {"backend": "deepspeed", "deepspeed": {"zeroStage": 3}}})
     assert not compiles(zero3, cuda)
+
+
+def test_compiled_prior_images_match_eager_ones(job, tmp_path):
+    """Priors compile only when asked; the pixels stay those of eager sampling within rounding."""
+    pixels = {}
+    for mode in ("eager", "compiled"):
+        spec = json.loads(json.dumps(job))
+        spec["priorsUri"] = (tmp_path / mode).as_uri()
+        spec["prior"]["numImages"] = 2
+        spec["tuning"]["compileUnet"] = mode == "compiled"
+        torch._dynamo.utils.counters.clear()
+        assert generate_priors(config(spec), 0, 1).generated == 2
+        assert bool(torch._dynamo.utils.counters["stats"]["unique_graphs"]) == (mode == "compiled")
+        pixels[mode] = [np.asarray(Image.open(p), dtype=np.int16) for p in sorted((tmp_path / mode).glob("*.png"))]
+    assert len(pixels["compiled"]) == len(pixels["eager"]) == 2
+    for compiled, eager in zip(pixels["compiled"], pixels["eager"], strict=True):
+        assert np.abs(compiled - eager).max() <= 2  # of 255: float rounding, not a different image
